@@ -1,0 +1,452 @@
+"""Strict, frozen pydantic models of ``gridgate.toml`` and the cross-checks between its sections.
+
+Every model forbids unknown keys, so a misspelt key fails at load and names its path. Checks that
+span sections (a grid that does not exist, duplicate ids, a gas limit looser than the standard)
+are collected in one pass, so ``gridgate check`` can print every problem at once.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+from gateway.standards import (
+    DEFAULT_RANGES,
+    LIMIT_KEYS,
+    looser_than_standard,
+    standard_limits,
+)
+
+Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+RESERVED_ENTERPRISES = frozenset({"alarms", "officers"})
+
+PointKind = Literal[
+    "combustible_gas",
+    "toxic_gas",
+    "oxygen",
+    "temperature",
+    "pressure",
+    "level",
+    "flow",
+    "vibration",
+    "current",
+    "status",
+]
+RegisterType = Literal["holding", "input", "coil", "discrete"]
+DType = Literal["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bool"]
+ByteOrder = Literal["ABCD", "DCBA", "BADC", "CDAB"]
+
+REGISTER_COUNT: dict[str, int] = {
+    "int16": 1,
+    "uint16": 1,
+    "bool": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GatewaySection(Strict):
+    id: Slug = "gridgate"
+    data_dir: str = "data"
+
+
+class MqttSection(Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    prefix: str = "gridgate/v1"
+    client_id: str | None = None  # default: "gridgate-{gateway.id}"
+    keepalive: int = Field(30, ge=5, le=3600)
+    max_payload: int = Field(256 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> MqttSection:
+        if not (self.url.startswith("mqtt://") or self.url.startswith("mqtts://")):
+            raise ValueError(f"url must start with mqtt:// or mqtts://, not {self.url!r}")
+        return self
+
+
+class InfluxSection(Strict):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v2"
+    org: str = ""
+    bucket: str = "sensors"
+    token: str = ""
+
+
+class StorageSection(Strict):
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    retention_days: int = Field(30, ge=1)
+    outbox_max_mb: int = Field(1024, ge=1)
+    influxdb: InfluxSection = InfluxSection()
+
+
+class ApiSection(Strict):
+    listen: str = "127.0.0.1:8000"
+    token_ttl: int = Field(12 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _listen(self) -> ApiSection:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be host:port, not {self.listen!r}")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class EscalateAfter(Strict):
+    high_high: float = Field(300, gt=0)
+    high: float = Field(900, gt=0)
+    other: float = Field(3600, gt=0)
+
+
+class AlarmsSection(Strict):
+    escalate_after: EscalateAfter = EscalateAfter()
+
+
+class User(Strict):
+    username: Slug
+    password_hash: str
+    role: Literal["admin", "supervisor", "department", "officer", "enterprise"]
+    officer: Slug | None = None
+    department: Slug | None = None
+    enterprise: Slug | None = None
+    area: str | None = Field(None, pattern=r"^[0-9]{2,12}$")
+
+    @model_validator(mode="after")
+    def _acts_as(self) -> User:
+        needs = {"officer": "officer", "department": "department", "enterprise": "enterprise",
+                 "supervisor": "area"}
+        key = needs.get(self.role)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"role {self.role!r} needs {key!r}: the {key} this login acts as")
+        return self
+
+
+class Department(Strict):
+    id: Slug
+    name: str
+
+
+class Officer(Strict):
+    id: Slug
+    name: str
+    phone: str | None = None
+
+
+class Grid(Strict):
+    id: Slug
+    name: str
+    area: str = Field(pattern=r"^[0-9]{2,12}$")
+    officers: list[Slug] = Field(min_length=1)
+    responsible: Slug | None = None
+    contact: Slug | None = None
+
+
+class Enterprise(Strict):
+    id: Slug
+    name: str
+    grid: Slug
+    lead_department: Slug
+    cooperating_departments: list[Slug] = []
+    risk_class: str | None = None
+
+
+class Point(Strict):
+    key: Slug
+    kind: PointKind
+    unit: str = ""
+    name: str | None = None
+    gas: Literal["h2s", "co", "nh3", "cl2", "benzene"] | None = None
+    range_low: float | None = None
+    range_high: float | None = None
+    low_low: float | None = None
+    low: float | None = None
+    high: float | None = None
+    high_high: float | None = None
+    deadband: float = Field(0.0, ge=0)
+    on_delay: float = Field(0.0, ge=0)
+    off_delay: float = Field(0.0, ge=0)
+    alarm_mask: int | None = Field(None, ge=1, le=0xFFFF_FFFF)  # status: bits that mean fault/trip
+    # Modbus addressing (ignored for MQTT devices, required for Modbus ones)
+    register_type: RegisterType | None = Field(None, alias="register")
+    address: int | None = Field(None, ge=0, le=65535)
+    dtype: DType | None = None
+    order: ByteOrder = "ABCD"
+    bit: int | None = Field(None, ge=0, le=15)
+    count: int | None = Field(None, ge=1, le=4)
+    scale: float = 1.0
+    offset: float = 0.0
+    # Only in top-level [[points]]: the device the point belongs to.
+    enterprise: Slug | None = None
+    device: Slug | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Point:
+        if self.kind == "toxic_gas" and self.gas is not None:
+            if self.unit not in ("ppm", "mg/m3", "mg/m³"):
+                raise ValueError(f"toxic gas {self.gas} needs unit ppm or mg/m³, not {self.unit!r}")
+        elif self.gas is not None:
+            raise ValueError("gas is only for kind = 'toxic_gas'")
+        if self.kind == "combustible_gas" and self.unit not in ("%LEL", ""):
+            raise ValueError(f"combustible_gas is measured in %LEL, not {self.unit!r}")
+        if self.kind == "oxygen" and self.unit not in ("%VOL", "%vol", ""):
+            raise ValueError(f"oxygen is measured in %VOL, not {self.unit!r}")
+        if self.alarm_mask is not None and self.kind != "status":
+            raise ValueError("alarm_mask is only for kind = 'status'")
+        lo, hi = self.effective_range()
+        if lo is not None and hi is not None and not lo < hi:
+            raise ValueError(f"range_low ({lo:g}) must be below range_high ({hi:g})")
+        limits = self.effective_limits()
+        ordered = [(k, limits[k]) for k in LIMIT_KEYS if k in limits]
+        for (ka, va), (kb, vb) in zip(ordered, ordered[1:], strict=False):
+            if not va < vb:
+                raise ValueError(f"limits out of order: {ka} ({va:g}) must be below {kb} ({vb:g})")
+        for key, val in limits.items():
+            if not math.isfinite(val):
+                raise ValueError(f"{key} must be a finite number")
+        problems = looser_than_standard(self.kind, self._explicit_limits(), self.standard())
+        if problems:
+            raise ValueError("; ".join(problems))
+        self._check_modbus_shape()
+        return self
+
+    def _check_modbus_shape(self) -> None:
+        if self.register_type is None:
+            if self.address is not None or self.dtype is not None or self.bit is not None:
+                raise ValueError("address, dtype and bit need register")
+            return
+        if self.address is None:
+            raise ValueError("a Modbus point needs address")
+        dtype = self.dtype or ("bool" if self.register_type in ("coil", "discrete") else None)
+        if dtype is None:
+            raise ValueError(f"a {self.register_type} register point needs dtype")
+        if self.register_type in ("coil", "discrete"):
+            if dtype != "bool":
+                raise ValueError(f"a {self.register_type} holds one bit: dtype must be bool, not {dtype}")
+            if self.bit is not None:
+                raise ValueError(f"bit is for a bit of a register word, not for a {self.register_type}")
+        elif dtype == "bool" and self.bit is None:
+            raise ValueError(f"dtype bool on a {self.register_type} register needs bit (0-15)")
+        elif self.bit is not None and dtype not in ("bool",):
+            raise ValueError("bit needs dtype = 'bool'")
+        needed = REGISTER_COUNT[dtype] if self.register_type in ("holding", "input") else 1
+        if self.count is not None and self.count != needed:
+            raise ValueError(f"dtype {dtype} takes {needed} register(s), not count = {self.count}")
+        if self.address + needed > 65536:
+            raise ValueError(f"address {self.address} + {needed} registers runs past 65535")
+
+    @property
+    def modbus_dtype(self) -> str:
+        return self.dtype or "bool"
+
+    def standard(self) -> dict[str, float]:
+        return standard_limits(self.kind, self.unit, self.gas)
+
+    def _explicit_limits(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in LIMIT_KEYS if getattr(self, k) is not None}
+
+    def effective_limits(self) -> dict[str, float]:
+        """The point's limits: the standard's defaults, overridden by the explicit ones."""
+        limits = dict(self.standard())
+        limits.update(self._explicit_limits())
+        if self.kind == "status" and self.alarm_mask is not None:
+            limits.setdefault("high", 0.5)
+        return limits
+
+    def effective_range(self) -> tuple[float | None, float | None]:
+        lo, hi = DEFAULT_RANGES.get(self.kind, (None, None))
+        return (
+            self.range_low if self.range_low is not None else lo,
+            self.range_high if self.range_high is not None else hi,
+        )
+
+
+class _DeviceBase(Strict):
+    enterprise: Slug
+    id: Slug
+    name: str | None = None
+    points: list[Point] = []
+    stale_after: float | None = Field(None, gt=0)
+
+
+class ModbusDevice(_DeviceBase):
+    protocol: Literal["modbus"]
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+    interval: float = Field(1.0, gt=0)
+    timeout: float = Field(0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _timing(self) -> ModbusDevice:
+        if not self.timeout < self.interval:
+            raise ValueError(f"timeout ({self.timeout:g}) must be below interval ({self.interval:g})")
+        return self
+
+
+class MqttDevice(_DeviceBase):
+    protocol: Literal["mqtt"]
+
+
+Device = Annotated[ModbusDevice | MqttDevice, Field(discriminator="protocol")]
+
+
+class Config(Strict):
+    gateway: GatewaySection = GatewaySection()
+    mqtt: MqttSection = MqttSection()
+    storage: StorageSection = StorageSection()
+    api: ApiSection = ApiSection()
+    alarms: AlarmsSection = AlarmsSection()
+    users: list[User] = []
+    departments: list[Department] = []
+    officers: list[Officer] = []
+    grids: list[Grid] = []
+    enterprises: list[Enterprise] = []
+    devices: list[Device] = []
+    points: list[Point] = []  # top-level points name their enterprise and device
+
+    def device_points(self, device: ModbusDevice | MqttDevice) -> list[Point]:
+        """A device's points: those nested under it and the top-level ones that name it."""
+        extra = [p for p in self.points if p.enterprise == device.enterprise and p.device == device.id]
+        return list(device.points) + extra
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i > 0 and loc[i - 1] != "points" and part in ("modbus", "mqtt") and isinstance(loc[i - 1], int):
+            continue  # the discriminated union's tag adds nothing to the path
+        elif part.startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def cross_check(cfg: Config) -> list[tuple[str, str]]:
+    """Every problem that spans sections, as ``(key path, message)``."""
+    problems: list[tuple[str, str]] = []
+
+    def dupes(section: str, ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        bad: set[str] = set()
+        for i, ident in enumerate(ids):
+            if ident in seen:
+                problems.append((f"{section}[{i}].id", f"duplicate id {ident!r}"))
+                bad.add(ident)
+            seen.add(ident)
+        return seen
+
+    officers = dupes("officers", [o.id for o in cfg.officers])
+    departments = dupes("departments", [d.id for d in cfg.departments])
+    grids = dupes("grids", [g.id for g in cfg.grids])
+    enterprises = dupes("enterprises", [e.id for e in cfg.enterprises])
+    dupes("users", [u.username for u in cfg.users])
+    for i, g in enumerate(cfg.grids):
+        for j, o in enumerate(g.officers):
+            if o not in officers:
+                problems.append((f"grids[{i}].officers[{j}]", f"officer {o!r} does not exist"))
+        for key in ("responsible", "contact"):
+            ref = getattr(g, key)
+            if ref is not None and ref not in officers:
+                problems.append((f"grids[{i}].{key}", f"officer {ref!r} does not exist"))
+    for i, e in enumerate(cfg.enterprises):
+        if e.id in RESERVED_ENTERPRISES:
+            problems.append((f"enterprises[{i}].id", f"{e.id!r} is reserved (MQTT alarm topics)"))
+        if e.grid not in grids:
+            problems.append((f"enterprises[{i}].grid", f"grid {e.grid!r} does not exist"))
+        for j, d in enumerate([e.lead_department, *e.cooperating_departments]):
+            key = "lead_department" if j == 0 else f"cooperating_departments[{j - 1}]"
+            if d not in departments:
+                problems.append((f"enterprises[{i}].{key}", f"department {d!r} does not exist"))
+    device_owner: dict[str, list[str]] = {}
+    seen_devices: set[tuple[str, str]] = set()
+    for i, d in enumerate(cfg.devices):
+        if d.enterprise not in enterprises:
+            problems.append((f"devices[{i}].enterprise", f"enterprise {d.enterprise!r} does not exist"))
+        if (d.enterprise, d.id) in seen_devices:
+            problems.append((f"devices[{i}].id", f"duplicate device {d.enterprise}/{d.id}"))
+        seen_devices.add((d.enterprise, d.id))
+        device_owner.setdefault(d.id, []).append(d.enterprise)
+        keys: set[str] = set()
+        for j, p in enumerate(cfg.device_points(d)):
+            where = f"devices[{i}].points[{j}]" if j < len(d.points) else "points"
+            if p.key in keys:
+                problems.append((f"{where}.key", f"duplicate point {d.enterprise}/{d.id}/{p.key}"))
+            keys.add(p.key)
+            if isinstance(d, ModbusDevice) and p.register_type is None:
+                problems.append((where, f"point {p.key!r} of Modbus device {d.id!r} needs register"))
+            if j < len(d.points) and (p.enterprise is not None or p.device is not None):
+                if (p.enterprise or d.enterprise) != d.enterprise or (p.device or d.id) != d.id:
+                    problems.append((where, f"point {p.key!r} names another device than {d.enterprise}/{d.id}"))
+    for i, p in enumerate(cfg.points):
+        if p.enterprise is None or p.device is None:
+            problems.append((f"points[{i}]", "a top-level point needs enterprise and device"))
+        elif (p.enterprise, p.device) not in seen_devices:
+            owners = device_owner.get(p.device)
+            if owners:
+                problems.append(
+                    (f"points[{i}].device", f"device {p.device!r} belongs to enterprise "
+                     f"{', '.join(sorted(set(owners)))}, not {p.enterprise!r}")
+                )
+            else:
+                problems.append((f"points[{i}].device", f"device {p.enterprise}/{p.device} does not exist"))
+    for i, u in enumerate(cfg.users):
+        refs = {"officer": officers, "department": departments, "enterprise": enterprises}
+        for key, known in refs.items():
+            ref = getattr(u, key)
+            if ref is not None and ref not in known:
+                problems.append((f"users[{i}].{key}", f"{key} {ref!r} does not exist"))
+    return problems
+
+
+def parse_config(data: dict) -> Config:
+    """Validate a parsed TOML document; raise ConfigError with every problem found."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append((_loc(err["loc"]), msg))
+        raise ConfigError(problems) from exc
+    problems = cross_check(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a ``gridgate.toml``."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("(file)", f"not valid TOML: {exc}")]) from exc
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from exc
+    return parse_config(data)

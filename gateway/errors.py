@@ -1,0 +1,71 @@
+"""The one exception tree of gridgate.
+
+    GridgateError
+    ├── ConfigError                 the configuration file is invalid (carries every problem)
+    ├── RegistryError               an id that the registry does not know
+    │   └── UnknownSensor
+    ├── CollectorError              a collector could not talk to its peer
+    │   ├── CollectorReadError      one read failed (Modbus exception response, bad frame)
+    │   └── CollectorTimeout        the peer did not answer in time
+    ├── PayloadError                a message from a device that cannot be accepted (has a `reason`)
+    ├── StoreError                  a store could not read or write
+    └── AlarmError                  an alarm action that the lifecycle refuses
+        └── UnknownAlarm
+
+Third-party errors are translated at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class GridgateError(Exception):
+    """Base of every error gridgate raises on purpose."""
+
+
+class ConfigError(GridgateError):
+    """The configuration is invalid; ``problems`` holds ``(key path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
+
+
+class RegistryError(GridgateError):
+    """An id that the registry does not know."""
+
+
+class UnknownSensor(RegistryError):
+    """A sensor id that is not configured."""
+
+
+class CollectorError(GridgateError):
+    """A collector could not talk to its peer."""
+
+
+class CollectorReadError(CollectorError):
+    """One read failed: a Modbus exception response, a malformed frame."""
+
+
+class CollectorTimeout(CollectorError):
+    """The peer did not answer within the device's timeout."""
+
+
+class PayloadError(GridgateError):
+    """A device message that cannot be accepted; ``reason`` is a short counted code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class StoreError(GridgateError):
+    """A store could not read or write."""
+
+
+class AlarmError(GridgateError):
+    """An alarm action that the lifecycle refuses."""
+
+
+class UnknownAlarm(AlarmError):
+    """An alarm id that does not exist (or is outside the caller's scope)."""
