@@ -401,7 +401,8 @@ def cross_check(cfg: Config) -> list[tuple[str, str]]:
                 problems.append((where, f"point {p.key!r} of Modbus device {d.id!r} needs register"))
             if j < len(d.points) and (p.enterprise is not None or p.device is not None):
                 if (p.enterprise or d.enterprise) != d.enterprise or (p.device or d.id) != d.id:
-                    problems.append((where, f"point {p.key!r} names another device than {d.enterprise}/{d.id}"))
+                    msg = f"point {p.key!r} names another device than {d.enterprise}/{d.id}"
+                    problems.append((where, msg))
     for i, p in enumerate(cfg.points):
         if p.enterprise is None or p.device is None:
             problems.append((f"points[{i}]", "a top-level point needs enterprise and device"))
