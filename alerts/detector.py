@@ -1,0 +1,197 @@
+"""The detector: per-sensor alarm state in numpy arrays, a whole batch evaluated at once, no I/O.
+
+For each sensor index the detector holds its limits (low-low, low, high, high-high; NaN where
+unset), deadband, on- and off-delay, measuring range and status bit mask, and its state: the
+committed alarm level (-2 low-low … 0 normal … 2 high-high), the level pending behind a delay and
+since when, whether it is in fault, its last value and time. ``evaluate`` takes a ReadingBatch and
+returns the level changes as a :class:`Transitions` of arrays; what to do with them (the alarm
+book, notifications) happens elsewhere.
+
+A reading of fault quality, or outside the sensor's measuring range, never counts as a process
+value: it raises a fault condition and leaves the process level as it was. Staleness is tracked
+per device (``stale_after``) from the readings seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.batch import Quality, ReadingBatch
+from gateway.registry import Registry
+
+PROCESS = 0
+FAULT = 1
+LEVEL_NAMES = {-2: "low_low", -1: "low", 1: "high", 2: "high_high"}
+
+
+@dataclass(frozen=True, slots=True)
+class Transitions:
+    """Committed changes: ``sensor[i]`` went from ``old[i]`` to ``new[i]`` at ``ts[i]``.
+
+    ``condition`` is PROCESS (levels -2..2) or FAULT (0 = no fault, 1 = fault). ``value`` is the
+    reading that committed the change and ``peak`` the most severe value since the alarm rose.
+    """
+
+    sensor: np.ndarray
+    ts: np.ndarray
+    condition: np.ndarray
+    old: np.ndarray
+    new: np.ndarray
+    value: np.ndarray
+    peak: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    @classmethod
+    def concat(cls, parts: list[Transitions]) -> Transitions:
+        if not parts:
+            e = np.empty(0)
+            return cls(e.astype(np.int32), e.astype(np.int64), e.astype(np.int8), e.astype(np.int8),
+                       e.astype(np.int8), e, e)
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
+
+
+def _limit_array(registry: Registry, key: str) -> np.ndarray:
+    return np.array([s.point.effective_limits().get(key, np.nan) for s in registry.sensors], dtype=np.float64)
+
+
+class Detector:
+    """Threshold, deadband, delay and fault evaluation for every sensor of a registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        sensors = registry.sensors
+        n = len(sensors)
+        self.low_low = _limit_array(registry, "low_low")
+        self.low = _limit_array(registry, "low")
+        self.high = _limit_array(registry, "high")
+        self.high_high = _limit_array(registry, "high_high")
+        self.deadband = np.array([s.point.deadband for s in sensors], dtype=np.float64)
+        self.on_delay = np.array([int(s.point.on_delay * 1e9) for s in sensors], dtype=np.int64)
+        self.off_delay = np.array([int(s.point.off_delay * 1e9) for s in sensors], dtype=np.int64)
+        ranges = [s.point.effective_range() for s in sensors]
+        self.range_low = np.array([np.nan if r[0] is None else r[0] for r in ranges], dtype=np.float64)
+        self.range_high = np.array([np.nan if r[1] is None else r[1] for r in ranges], dtype=np.float64)
+        self.mask = np.array([s.point.alarm_mask or 0 for s in sensors], dtype=np.int64)
+        self.device_of = np.array([s.device_index for s in sensors], dtype=np.int32)
+        self.level = np.zeros(n, dtype=np.int8)
+        self.pending = np.zeros(n, dtype=np.int8)
+        self.pending_since = np.zeros(n, dtype=np.int64)
+        self.fault = np.zeros(n, dtype=bool)
+        self.peak = np.full(n, np.nan)
+        self.last_value = np.full(n, np.nan)
+        self.last_ts = np.zeros(n, dtype=np.int64)
+        self.last_quality = np.zeros(n, dtype=np.uint8)
+        devices = registry.devices
+        self.stale_after = np.array(
+            [int((d.config.stale_after or 0) * 1e9) for d in devices], dtype=np.int64
+        )
+        self.device_last_seen = np.zeros(len(devices), dtype=np.int64)
+        self.device_stale = np.zeros(len(devices), dtype=bool)
+        self.evaluated = 0
+        self.out_of_order = 0
+
+    def evaluate(self, batch: ReadingBatch) -> Transitions:
+        """Evaluate a batch; readings of one sensor are taken in the order they appear."""
+        if len(batch) == 0:
+            return Transitions.concat([])
+        sensor = batch.sensor
+        counts = np.bincount(sensor, minlength=1)
+        if counts.max() <= 1:
+            return self._step(sensor, batch.ts, batch.value, batch.quality)
+        # Several readings of one sensor: evaluate in rounds, the k-th reading of each sensor in round k.
+        order = np.argsort(sensor, kind="stable")
+        s_sorted = sensor[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        parts = []
+        for r in range(int(rank.max()) + 1):
+            idx = order[rank == r]
+            parts.append(self._step(sensor[idx], batch.ts[idx], batch.value[idx], batch.quality[idx]))
+        return Transitions.concat(parts)
+
+    def _step(self, s: np.ndarray, ts: np.ndarray, v: np.ndarray, q: np.ndarray) -> Transitions:
+        """One round: every sensor index appears at most once in ``s``."""
+        fresh = ts >= self.last_ts[s]
+        self.out_of_order += int(len(s) - np.count_nonzero(fresh))
+        if not fresh.all():
+            s, ts, v, q = s[fresh], ts[fresh], v[fresh], q[fresh]
+        self.evaluated += len(s)
+        dev = self.device_of[s]
+        np.maximum.at(self.device_last_seen, dev, ts)
+
+        lo, hi = self.range_low[s], self.range_high[s]
+        faulty = (q == Quality.FAULT) | (v < lo) | (v > hi) | ~np.isfinite(v)
+        parts = [self._fault_changes(s, ts, v, faulty)]
+
+        good = ~faulty
+        gs, gts, gv = s[good], ts[good], v[good]
+        mask = self.mask[gs]
+        ev = np.where(mask != 0, ((gv.astype(np.int64) & mask) != 0).astype(np.float64), gv)
+        parts.append(self._level_changes(gs, gts, ev, gv))
+
+        self.last_value[s] = v
+        self.last_ts[s] = ts
+        self.last_quality[s] = np.where(faulty, Quality.FAULT, q)
+        return Transitions.concat([p for p in parts if len(p)])
+
+    def _fault_changes(self, s: np.ndarray, ts: np.ndarray, v: np.ndarray, faulty: np.ndarray) -> Transitions:
+        was = self.fault[s]
+        changed = was != faulty
+        self.fault[s] = faulty
+        c = np.flatnonzero(changed)
+        return Transitions(
+            s[c], ts[c], np.full(len(c), FAULT, np.int8), was[c].astype(np.int8),
+            faulty[c].astype(np.int8), v[c], v[c],
+        )
+
+    def _level_changes(self, s: np.ndarray, ts: np.ndarray, ev: np.ndarray, v: np.ndarray) -> Transitions:
+        cur = self.level[s]
+        db = self.deadband[s]
+        hh, h, lw, ll = self.high_high[s], self.high[s], self.low[s], self.low_low[s]
+        hi_raw = np.where(ev >= hh, 2, np.where(ev >= h, 1, 0))
+        hi_hold = np.where(ev >= hh - db, 2, np.where(ev >= h - db, 1, 0))
+        new_hi = np.maximum(hi_raw, np.minimum(np.maximum(cur, 0), hi_hold))
+        lo_raw = np.where(ev <= ll, 2, np.where(ev <= lw, 1, 0))
+        lo_hold = np.where(ev <= ll + db, 2, np.where(ev <= lw + db, 1, 0))
+        new_lo = np.maximum(lo_raw, np.minimum(np.maximum(-cur, 0), lo_hold))
+        target = np.where(new_hi > 0, new_hi, -new_lo).astype(np.int8)
+
+        changed = target != cur
+        restart = changed & (self.pending[s] != target)
+        since = np.where(restart, ts, self.pending_since[s])
+        worse = (np.abs(target) > np.abs(cur)) | (np.sign(target) * np.sign(cur) < 0)
+        delay = np.where(worse, self.on_delay[s], self.off_delay[s])
+        commit = changed & (ts - since >= delay)
+        self.pending[s] = np.where(changed, target, cur)
+        self.pending_since[s] = since
+
+        active = cur != 0
+        peak = self.peak[s]
+        more = np.where(cur > 0, v > peak, v < peak) | np.isnan(peak)
+        self.peak[s] = np.where(active & more, v, peak)
+
+        c = np.flatnonzero(commit)
+        if len(c) == 0:
+            return Transitions.concat([])
+        cs, new, was = s[c], target[c], cur[c]
+        self.level[cs] = new
+        flipped = np.sign(new) * np.sign(was) < 0
+        old_peak = self.peak[cs]
+        out_peak = np.where(np.isnan(old_peak) | flipped, v[c], old_peak)
+        self.peak[cs] = np.where(new == 0, np.nan, out_peak)
+        return Transitions(cs, ts[c], np.zeros(len(c), np.int8), was, new, v[c], out_peak)
+
+    def check_stale(self, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Devices that went stale since the last check, and those that came back."""
+        watched = self.stale_after > 0
+        seen = self.device_last_seen > 0
+        stale = watched & seen & (now_ns - self.device_last_seen > self.stale_after)
+        went = np.flatnonzero(stale & ~self.device_stale)
+        back = np.flatnonzero(~stale & self.device_stale)
+        self.device_stale = stale
+        return went, back

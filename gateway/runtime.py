@@ -1,0 +1,241 @@
+"""The runtime: builds every component from a Config and runs them in one asyncio TaskGroup.
+
+Start order: stores, alarm book and notifiers, detector, collectors, then the API. Readings flow
+intake → pipeline (range check, detector, alarm book, live hub) → store queue → store writer.
+Every edge is a bounded queue; the pipeline blocks when the store falls behind, and the
+collectors block when the pipeline does. Cancelling :meth:`Gateway.run` stops it all: the
+collectors stop first, then the queues drain into the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alerts.book import AlarmBook
+from alerts.detector import Detector
+from alerts.hub import AlarmHub
+from alerts.model import AlarmEvent
+from gateway.batch import Quality, ReadingBatch
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config
+from gateway.intake import Intake
+from gateway.registry import Registry
+from gateway.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+EventListener = Callable[[list[AlarmEvent]], None]
+
+
+class Gateway:
+    """Everything one gateway process runs, with the state the API reads."""
+
+    def __init__(self, cfg: Config, *, data_dir: str | Path | None = None, clock: Clock | None = None,
+                 collectors: bool = True) -> None:
+        self.config = cfg
+        self.clock = clock or SystemClock()
+        self.data_dir = Path(data_dir if data_dir is not None else cfg.gateway.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(cfg)
+        self.intake = Intake()
+        self.detector = Detector(self.registry)
+        self.store = SqliteStore(self.data_dir / "readings.db", self.registry)
+        self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
+        self.hub = AlarmHub()
+        self.listeners: list[EventListener] = [self.hub.publish]
+        self.store_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(64)
+        self.secret = self._load_secret()
+        self.with_collectors = collectors
+        self.collectors: dict[str, Any] = {}
+        self.notifiers: dict[str, Any] = {}
+        self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
+        self.started = asyncio.Event()
+        self.evaluated = 0
+        self.stored = 0
+        self.out_of_range = 0
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="gridgate-store")
+
+    def _load_secret(self) -> bytes:
+        path = self.data_dir / "token.key"
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(32))
+            path.chmod(0o600)
+        return path.read_bytes()
+
+    def add_listener(self, listener: EventListener) -> None:
+        self.listeners.append(listener)
+
+    def dispatch(self, events: list[AlarmEvent]) -> None:
+        """Hand alarm events to the live hub and every notifier; none of them may block."""
+        if not events:
+            return
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:  # a broken notifier must not stop the pipeline
+                log.exception("alarm listener %r failed", listener)
+
+    def _build_collectors(self) -> None:
+        from collectors.modbus import ModbusCollector
+        from collectors.mqtt import MqttCollector
+
+        if self.registry.devices_of("modbus"):
+            self.collectors["modbus"] = ModbusCollector(self.registry, self.intake)
+        if self.registry.devices_of("mqtt"):
+            client_id = self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}"
+            self.collectors["mqtt"] = MqttCollector(self.config.mqtt, self.registry, self.intake, client_id)
+
+    def _build_notifiers(self) -> None:
+        from alerts.mqtt_notifier import MqttNotifier
+
+        client_id = (self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}") + "-alarms"
+        notifier = MqttNotifier(self.config.mqtt, client_id)
+        self.notifiers["mqtt"] = notifier
+        self.add_listener(notifier.offer)
+
+    async def run(self, api: Callable[[Gateway], Awaitable[None]] | None = None) -> None:
+        """Run until cancelled; ``api`` (given the gateway) is started last, if given."""
+        if self.with_collectors:
+            self._build_collectors()
+            self._build_notifiers()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._store_writer(), name="store-writer")
+                for notifier in self.notifiers.values():
+                    tg.create_task(notifier.run(), name=f"notifier-{type(notifier).__name__}")
+                pipeline = tg.create_task(self._pipeline(), name="pipeline")
+                tg.create_task(self._statuses(), name="device-status")
+                tg.create_task(self._stale_watch(), name="stale-watch")
+                for name, collector in self.collectors.items():
+                    tg.create_task(collector.run(), name=f"collector-{name}")
+                for extra in self.extra_tasks:
+                    tg.create_task(extra())
+                if api is not None:
+                    tg.create_task(api(self), name="api")
+                self.started.set()
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await self._drain(pipeline, writer)
+                    raise
+        finally:
+            self._writer.shutdown(wait=True)
+            self.store.close()
+            self.book.close()
+
+    async def _drain(self, pipeline: asyncio.Task, writer: asyncio.Task) -> None:
+        """On stop: let the queues empty into the store before the tasks are cancelled."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                while not self.intake.readings.empty() or not self.store_queue.empty():
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0)
+
+    async def _pipeline(self) -> None:
+        readings = self.intake.readings
+        while True:
+            first = await readings.get()
+            parts = [first]
+            size = len(first)
+            while size < 50_000 and not readings.empty():
+                b = readings.get_nowait()
+                parts.append(b)
+                size += len(b)
+            batch = self.check_range(ReadingBatch.concat(parts))
+            transitions = self.detector.evaluate(batch)
+            self.evaluated += len(batch)
+            if len(transitions):
+                self.dispatch(self.book.apply(transitions))
+            await self.store_queue.put(batch)
+
+    def check_range(self, batch: ReadingBatch) -> ReadingBatch:
+        """Mark readings outside their sensor's measuring range as faults, and count them."""
+        d = self.detector
+        v = batch.value
+        out = (v < d.range_low[batch.sensor]) | (v > d.range_high[batch.sensor])
+        n = int(np.count_nonzero(out & (batch.quality != Quality.FAULT)))
+        if not n:
+            return batch
+        self.out_of_range += n
+        first = int(batch.sensor[np.flatnonzero(out)[0]])
+        sid = self.registry.sensors[first].sensor_id
+        self.intake.rejects.reject("intake", "out_of_range", sid, f"value outside the measuring range", n=n)
+        q = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(np.uint8)
+        return ReadingBatch(batch.sensor, batch.ts, batch.value, q)
+
+    async def _store_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self.store_queue
+        while True:
+            first = await queue.get()
+            parts = [first]
+            while not queue.empty():
+                parts.append(queue.get_nowait())
+            batch = ReadingBatch.concat(parts)
+            while True:
+                try:
+                    result = await loop.run_in_executor(self._writer, self.store.write, batch)
+                    break
+                except Exception as exc:  # the store is down: keep the batch, retry (outbox: issue 3)
+                    log.warning("store write failed, retrying in 1 s: %s", exc)
+                    await asyncio.sleep(1.0)
+            self.stored += result.accepted
+
+    async def _statuses(self) -> None:
+        while True:
+            st = await self.intake.statuses.get()
+            device = self.registry.devices[st.device_index]
+            reason = st.reason or ("back online" if st.online else "device offline")
+            self.dispatch(self.book.communication(device, st.online, st.ts, "offline", reason))
+
+    async def _stale_watch(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            went, back = self.detector.check_stale(self.clock.now_ns())
+            for i in went:
+                device = self.registry.devices[int(i)]
+                secs = device.config.stale_after
+                self.dispatch(self.book.communication(device, False, self.clock.now_ns(), "stale",
+                                                      f"no data for {secs:g} s"))
+            for i in back:
+                device = self.registry.devices[int(i)]
+                self.dispatch(self.book.communication(device, True, self.clock.now_ns(), "stale", ""))
+
+    # -- read side, for the API ----------------------------------------------------------------
+
+    def sensor_state(self, index: int) -> str:
+        """A sensor's state now: no_data, fault, stale, normal, or its alarm level."""
+        d = self.detector
+        if d.last_ts[index] == 0:
+            return "no_data"
+        if d.device_stale[d.device_of[index]]:
+            return "stale"
+        if d.fault[index]:
+            return "fault"
+        level = int(d.level[index])
+        return {0: "normal", 1: "high", 2: "high_high", -1: "low", -2: "low_low"}[level]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "gateway": self.config.gateway.id,
+            "pipeline": {
+                "evaluated": self.evaluated,
+                "stored": self.stored,
+                "intake_queue": self.intake.readings.qsize(),
+                "store_queue": self.store_queue.qsize(),
+                "rejected": self.intake.rejects.snapshot(),
+            },
+            "collectors": {name: c.health() for name, c in self.collectors.items()},
+            "notifiers": {name: n.health() for name, n in self.notifiers.items()},
+            "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,
+                     "delivered": self.hub.delivered, "overflows": self.hub.overflows},
+        }

@@ -1,0 +1,131 @@
+"""The numpy detector, table-driven: levels, deadband, delays, faults, masks, staleness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alerts.detector import FAULT, PROCESS, Detector
+from gateway.batch import Quality, ReadingBatch
+from gateway.registry import Registry
+from tests.helpers import CH4, district, mqtt_device
+
+S = 1_000_000_000
+
+
+def make(points: list[dict], **dev: object) -> tuple[Registry, Detector]:
+    reg = Registry(district([mqtt_device("e1", "d1", points, **dev)]))
+    return reg, Detector(reg)
+
+
+def feed(det: Detector, values: list[float], sensor: int = 0, quality: list[int] | None = None,
+         t0: int = 10 * S) -> list[tuple[int, int, int, int]]:
+    """Evaluate one reading per second; return (second, condition, old, new) of each transition."""
+    out = []
+    for i, v in enumerate(values):
+        q = [quality[i]] if quality else None
+        tr = det.evaluate(ReadingBatch.of([sensor], [t0 + i * S], [v], q))
+        out += [(i, int(tr.condition[k]), int(tr.old[k]), int(tr.new[k])) for k in range(len(tr))]
+    return out
+
+
+CASES = [
+    # name, point overrides, values, expected (second, condition, old, new)
+    ("below high", {}, [10, 20, 24.9], []),
+    ("high then clear", {}, [10, 30, 10], [(1, PROCESS, 0, 1), (2, PROCESS, 1, 0)]),
+    ("straight to high-high", {}, [10, 60, 10], [(1, PROCESS, 0, 2), (2, PROCESS, 2, 0)]),
+    ("leak up and down", {}, [5, 30, 55, 30, 5],
+     [(1, PROCESS, 0, 1), (2, PROCESS, 1, 2), (3, PROCESS, 2, 1), (4, PROCESS, 1, 0)]),
+    ("deadband holds", {"deadband": 2.0}, [26, 24, 23.5, 22.9], [(0, PROCESS, 0, 1), (3, PROCESS, 1, 0)]),
+    ("on-delay swallows a spike", {"on_delay": 2.0}, [5, 60, 5, 5], []),
+    ("on-delay raises when it lasts", {"on_delay": 2.0}, [5, 30, 30, 30, 5],
+     [(3, PROCESS, 0, 1), (4, PROCESS, 1, 0)]),
+    ("off-delay holds the clear", {"off_delay": 2.0}, [30, 5, 5, 5],
+     [(0, PROCESS, 0, 1), (3, PROCESS, 1, 0)]),
+    ("stricter limits", {"high": 10.0, "high_high": 20.0}, [11, 21], [(0, PROCESS, 0, 1), (1, PROCESS, 1, 2)]),
+    ("out of range is a fault, not a level", {}, [5, 130, 5],
+     [(1, FAULT, 0, 1), (2, FAULT, 1, 0)]),
+    ("nan is a fault", {}, [5, float("nan"), 5], [(1, FAULT, 0, 1), (2, FAULT, 1, 0)]),
+]
+
+
+@pytest.mark.parametrize("name,over,values,expected", CASES, ids=[c[0] for c in CASES])
+def test_combustible_cases(name: str, over: dict, values: list[float], expected: list) -> None:
+    _, det = make([{**CH4, **over}])
+    assert feed(det, values) == expected
+
+
+def test_fault_quality_keeps_process_level() -> None:
+    _, det = make([CH4])
+    got = feed(det, [30, 0, 0, 30], quality=[Quality.GOOD, Quality.FAULT, Quality.FAULT, Quality.GOOD])
+    # the alarm stays raised while faulty: a dead transmitter's 0 is not a return to normal
+    assert got == [(0, PROCESS, 0, 1), (1, FAULT, 0, 1), (3, FAULT, 1, 0)]
+    assert det.level[0] == 1
+
+
+def test_oxygen_low_and_high() -> None:
+    _, det = make([{"key": "o2", "kind": "oxygen", "unit": "%VOL"}])
+    assert feed(det, [20.9, 19.0, 20.9, 24.0, 20.9]) == [
+        (1, PROCESS, 0, -1), (2, PROCESS, -1, 0), (3, PROCESS, 0, 1), (4, PROCESS, 1, 0)]
+
+
+def test_low_low_and_flip_from_low_to_high() -> None:
+    _, det = make([{"key": "p", "kind": "pressure", "unit": "MPa", "low_low": 0.1, "low": 0.2,
+                    "high": 0.8, "high_high": 0.9}])
+    assert feed(det, [0.5, 0.15, 0.05, 0.95]) == [
+        (1, PROCESS, 0, -1), (2, PROCESS, -1, -2), (3, PROCESS, -2, 2)]
+
+
+def test_status_mask() -> None:
+    _, det = make([{"key": "run", "kind": "status", "alarm_mask": 0b0110}])
+    assert feed(det, [0b0001, 0b0101, 0b1001, 0b0011, 0]) == [
+        (1, PROCESS, 0, 1), (2, PROCESS, 1, 0), (3, PROCESS, 0, 1), (4, PROCESS, 1, 0)]
+
+
+def test_peak_is_most_severe_value() -> None:
+    _, det = make([CH4])
+    peaks = []
+    for i, v in enumerate([30, 45, 40, 10]):
+        tr = det.evaluate(ReadingBatch.of([0], [(i + 1) * S], [v]))
+        peaks += tr.peak.tolist()
+    assert peaks == [30, 45]  # raised at 30, cleared with the peak 45 seen in between
+
+
+def test_whole_batch_equals_one_by_one() -> None:
+    """Many readings of many sensors in one batch give exactly the transitions of a loop."""
+    rng = np.random.default_rng(7)
+    pts = [{**CH4, "key": f"g{i}", "deadband": 1.0, "on_delay": float(i % 3)} for i in range(20)]
+    n = 2000
+    sensor = rng.integers(0, 20, n)
+    ts = np.arange(n, dtype=np.int64) * (S // 4) + S
+    value = np.clip(rng.normal(25, 15, n), 0, 100)
+    _, batch_det = make(pts)
+    tr = batch_det.evaluate(ReadingBatch.of(sensor, ts, value))
+    _, loop_det = make(pts)
+    rows = []
+    for i in range(n):
+        t = loop_det.evaluate(ReadingBatch.of([sensor[i]], [ts[i]], [value[i]]))
+        rows += list(zip(t.sensor.tolist(), t.ts.tolist(), t.old.tolist(), t.new.tolist(), strict=True))
+    got = sorted(zip(tr.sensor.tolist(), tr.ts.tolist(), tr.old.tolist(), tr.new.tolist(), strict=True))
+    assert len(rows) > 50
+    assert got == sorted(rows)
+    assert np.array_equal(batch_det.level, loop_det.level)
+
+
+def test_out_of_order_reading_not_evaluated() -> None:
+    _, det = make([CH4])
+    det.evaluate(ReadingBatch.of([0], [5 * S], [10.0]))
+    tr = det.evaluate(ReadingBatch.of([0], [4 * S], [60.0]))
+    assert len(tr) == 0 and det.out_of_order == 1
+
+
+def test_stale_devices() -> None:
+    _, det = make([CH4], stale_after=30)
+    went, back = det.check_stale(100 * S)
+    assert len(went) == 0  # never seen: nothing to call stale yet
+    det.evaluate(ReadingBatch.of([0], [100 * S], [1.0]))
+    assert det.check_stale(129 * S)[0].tolist() == []
+    assert det.check_stale(131 * S)[0].tolist() == [0]
+    assert det.check_stale(140 * S)[0].tolist() == []  # once
+    det.evaluate(ReadingBatch.of([0], [141 * S], [1.0]))
+    assert det.check_stale(142 * S)[1].tolist() == [0]
