@@ -218,14 +218,12 @@ class Point(Strict):
         if lo is not None and hi is not None and not lo < hi:
             raise ValueError(f"range_low ({lo:g}) must be below range_high ({hi:g})")
         limits = self.effective_limits()
+        problems = looser_than_standard(self.kind, self._explicit_limits(), self.standard())
         ordered = [(k, limits[k]) for k in LIMIT_KEYS if k in limits]
         for (ka, va), (kb, vb) in zip(ordered, ordered[1:], strict=False):
             if not va < vb:
-                raise ValueError(f"limits out of order: {ka} ({va:g}) must be below {kb} ({vb:g})")
-        for key, val in limits.items():
-            if not math.isfinite(val):
-                raise ValueError(f"{key} must be a finite number")
-        problems = looser_than_standard(self.kind, self._explicit_limits(), self.standard())
+                problems.append(f"limits out of order: {ka} ({va:g}) must be below {kb} ({vb:g})")
+        problems += [f"{k} must be a finite number" for k, v in limits.items() if not math.isfinite(v)]
         if problems:
             raise ValueError("; ".join(problems))
         self._check_modbus_shape()

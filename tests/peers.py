@@ -6,19 +6,15 @@ A missing binary fails the test with what to install; it never skips.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from simulators.brokers import free_port, start_mosquitto, stop_process, wait_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "wait_port", "need_binary", "Mosquitto"]
 
 
 def need_binary(name: str, package: str) -> str:
@@ -26,19 +22,6 @@ def need_binary(name: str, package: str) -> str:
     if path is None:
         pytest.fail(f"{name} not found: install the Debian package '{package}' (apt-get install {package})")
     return path
-
-
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
 
 
 @dataclass
@@ -54,27 +37,13 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = need_binary("mosquitto", "mosquitto")
+        need_binary("mosquitto", "mosquitto")
         if not self.port:
             self.port = free_port()
-        conf = self.folder / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.folder}/\nmax_queued_messages 1000000\n"
-            "max_inflight_messages 100\nlog_dest none\n"
-        )
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc)
+        self.proc = start_mosquitto(self.folder, self.port)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
