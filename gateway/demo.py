@@ -50,7 +50,7 @@ def summary(gw: Gateway) -> dict[str, Any]:
 async def run_demo(args: argparse.Namespace) -> int:
     from api.server import serve_api
     from simulators.modbus_farm import ModbusFarm
-    from simulators.mqtt_fleet import MqttFleet
+    from simulators.mqtt_fleet import MqttFleet, fleet_devices
 
     temp = None
     if args.data_dir:
@@ -71,8 +71,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     scenarios = district_scenarios()
     modbus_ids = {d.device_id for d in gw.registry.devices_of("modbus")}
     farm = ModbusFarm(gw.registry, {k: v for k, v in scenarios.items() if k in modbus_ids})
-    fleet = MqttFleet.from_registry(mqtt_url, cfg.mqtt.prefix, gw.registry,
-                                    {k: v for k, v in scenarios.items() if k not in modbus_ids})
+    fleet = MqttFleet(mqtt_url, cfg.mqtt.prefix, fleet_devices(cfg),
+                      {k: v for k, v in scenarios.items() if k not in modbus_ids})
     api_started = asyncio.Event()
 
     async def api(g: Gateway) -> None:
