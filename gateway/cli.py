@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every failed connect and exception response; the collector logs state changes.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     return int(args.func(args) or 0)
 
 
