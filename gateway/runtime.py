@@ -62,6 +62,8 @@ class Gateway:
         self.evaluated = 0
         self.stored = 0
         self.out_of_range = 0
+        self._writing = False
+        self._evaluating = False
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="gridgate-store")
 
     def _load_secret(self) -> bytes:
@@ -134,16 +136,17 @@ class Gateway:
 
     async def _drain(self, pipeline: asyncio.Task, writer: asyncio.Task) -> None:
         """On stop: let the queues empty into the store before the tasks are cancelled."""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
-                while not self.intake.readings.empty() or not self.store_queue.empty():
+                while (not self.intake.readings.empty() or not self.store_queue.empty()
+                       or self._writing or self._evaluating):
                     await asyncio.sleep(0.01)
-                await asyncio.sleep(0)
 
     async def _pipeline(self) -> None:
         readings = self.intake.readings
         while True:
             first = await readings.get()
+            self._evaluating = True
             parts = [first]
             size = len(first)
             while size < 50_000 and not readings.empty():
@@ -156,6 +159,7 @@ class Gateway:
             if len(transitions):
                 self.dispatch(self.book.apply(transitions))
             await self.store_queue.put(batch)
+            self._evaluating = False
 
     def check_range(self, batch: ReadingBatch) -> ReadingBatch:
         """Mark readings outside their sensor's measuring range as faults, and count them."""
@@ -168,7 +172,7 @@ class Gateway:
         self.out_of_range += n
         first = int(batch.sensor[np.flatnonzero(out)[0]])
         sid = self.registry.sensors[first].sensor_id
-        self.intake.rejects.reject("intake", "out_of_range", sid, f"value outside the measuring range", n=n)
+        self.intake.rejects.reject("intake", "out_of_range", sid, "value outside the measuring range", n=n)
         q = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(np.uint8)
         return ReadingBatch(batch.sensor, batch.ts, batch.value, q)
 
@@ -177,6 +181,7 @@ class Gateway:
         queue = self.store_queue
         while True:
             first = await queue.get()
+            self._writing = True
             parts = [first]
             while not queue.empty():
                 parts.append(queue.get_nowait())
@@ -189,6 +194,7 @@ class Gateway:
                     log.warning("store write failed, retrying in 1 s: %s", exc)
                     await asyncio.sleep(1.0)
             self.stored += result.accepted
+            self._writing = False
 
     async def _statuses(self) -> None:
         while True:
