@@ -1,0 +1,98 @@
+"""``GET /healthz`` (the gateway's health as JSON) and ``GET /metrics`` (the same counters in the
+Prometheus text format, version 0.0.4, written by hand). Both answer without a login, as probes
+and scrapers expect; they carry counts, never readings or alarms.
+
+Pipeline and live-stream counters have fixed names; rejected input is one counter labelled by
+kind and reason; every numeric leaf of a collector's or notifier's health becomes
+``gridgate_collector_<path>{collector="<name>"}`` (``..._notifier_...`` likewise), untyped, since
+their shapes belong to those components.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from api.deps import GatewayDep
+
+router = APIRouter(tags=["health"])
+
+# (path in health(), metric name, type, help)
+FIXED = [
+    (("pipeline", "evaluated"), "gridgate_readings_evaluated_total", "counter", "Readings evaluated."),
+    (("pipeline", "stored"), "gridgate_readings_stored_total", "counter", "Readings written to the store."),
+    (("pipeline", "intake_queue"), "gridgate_intake_queue_batches", "gauge",
+     "Batches waiting for the pipeline."),
+    (("pipeline", "store_queue"), "gridgate_store_queue_batches", "gauge", "Batches waiting for the store."),
+    (("live", "subscribers"), "gridgate_live_subscribers", "gauge", "Live-stream subscribers."),
+    (("live", "published"), "gridgate_live_events_published_total", "counter", "Alarm events published."),
+    (("live", "delivered"), "gridgate_live_events_delivered_total", "counter",
+     "Events queued to subscribers."),
+    (("live", "overflows"), "gridgate_live_overflows_total", "counter", "Subscribers cut off for lagging."),
+]
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+@router.get("/healthz")
+def healthz(gateway: GatewayDep) -> dict[str, Any]:
+    return gateway.health()
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    for key, value in data.items():
+        name = _NAME_BAD.sub("_", f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            yield from _leaves(value, name + "_")
+        elif isinstance(value, bool):
+            yield name, float(value)
+        elif isinstance(value, int | float):
+            yield name, float(value)
+
+
+def _num(x: float) -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    return repr(int(x)) if x.is_integer() else repr(x)
+
+
+def exposition(health: Mapping[str, Any]) -> str:
+    """The Prometheus text exposition of a gateway's ``health()``."""
+    lines = [f'# TYPE gridgate_info gauge\ngridgate_info{{gateway="{_label(str(health.get("gateway")))}"}} 1']
+    for path, name, kind, help_ in FIXED:
+        value: Any = health
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, int | float):
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {_num(float(value))}"]
+    rejected = health.get("pipeline", {}).get("rejected", {})
+    lines += ["# HELP gridgate_rejected_total Input rejected, by kind and reason.",
+              "# TYPE gridgate_rejected_total counter"]
+    for key, n in sorted(rejected.items()):
+        kind, _, reason = key.partition(":")
+        lines.append(f'gridgate_rejected_total{{kind="{_label(kind)}",reason="{_label(reason)}"}} {n}')
+    families: dict[str, list[str]] = {}  # a family's samples must be contiguous
+    for section, label in (("collectors", "collector"), ("notifiers", "notifier")):
+        for comp, comp_health in sorted(health.get(section, {}).items()):
+            if isinstance(comp_health, Mapping):
+                for leaf, value in _leaves(comp_health):
+                    name = f"gridgate_{label}_{leaf}"
+                    families.setdefault(name, []).append(f'{name}{{{label}="{_label(comp)}"}} {_num(value)}')
+    for name, samples in families.items():
+        lines += [f"# TYPE {name} untyped", *samples]
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(gateway: GatewayDep) -> PlainTextResponse:
+    return PlainTextResponse(exposition(gateway.health()), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,115 @@
+"""``WS /alarms/live``: the live stream of alarm events in the caller's scope, resumable.
+
+Each text frame is one ``AlarmEvent.to_dict()`` (``{"id", "type", "ts", "alarm", ...}``) in id
+order. Without ``last_event_id`` the stream carries every event in scope published after the
+handshake (the subscription is made before the socket is accepted). With ``?last_event_id=K`` it
+first replays every event in scope with id > K from the book, then goes on live; ids increase
+strictly, none is sent twice and none is skipped. A client resumes from the id of the last event
+it saw or, before it saw any, from the ``X-Last-Event-Id`` header of ``GET /alarms``. A K beyond
+the book's newest id (a client of another data directory) counts as that newest id.
+
+The token comes from ``Authorization: Bearer`` or ``?access_token=`` (browsers cannot set headers
+on a WebSocket). Close codes: 4401 bad or missing token, 1008 a malformed ``last_event_id``,
+1013 (try again later) when the hub cut the subscription off for falling behind: reconnect with
+the last id seen, 1012 when the server stops.
+
+No gap, no duplicate: the stream subscribes to the hub *before* reading the book, so an event is
+either in the replay, or in the subscription queue, or both; those already sent (id <= the last
+sent) are skipped. This relies on the book numbering events in the order the hub publishes them,
+which holds because every book write happens on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from alerts.hub import Subscription
+from api.auth import TokenError, token_of_connection, user_of_token
+from api.deps import GatewayDep
+from api.scope import Scope, scope_of
+from gateway.runtime import Gateway
+
+router = APIRouter(tags=["live"])
+
+CLOSE_AUTH = 4401
+CLOSE_POLICY = 1008
+CLOSE_RESUME = 1013
+REPLAY_PAGE = 500
+
+
+def _parse_last_id(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ValueError(text)
+    return int(text)
+
+
+@router.websocket("/alarms/live")
+async def live(ws: WebSocket, gateway: GatewayDep) -> None:
+    token = token_of_connection(ws, allow_query=True)
+    try:
+        if token is None:
+            raise TokenError("no token")
+        user = user_of_token(gateway, token)
+    except TokenError as exc:
+        await ws.accept()
+        await ws.close(CLOSE_AUTH, f"unauthorized: {exc}")
+        return
+    try:
+        last_id = _parse_last_id(ws.query_params.get("last_event_id"))
+    except ValueError:
+        await ws.accept()
+        await ws.close(CLOSE_POLICY, "last_event_id must be a non-negative integer")
+        return
+    scope = scope_of(gateway.registry, user)
+    with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.enterprises) as sub:
+        head = gateway.book.last_event_id()  # on the loop, right after subscribing: nothing in between
+        await ws.accept()
+        pump = asyncio.create_task(_pump(ws, gateway, scope, sub, head, last_id))
+        watch = asyncio.create_task(_watch(ws))
+        try:
+            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            for task in (pump, watch):
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError, RuntimeError):
+                    await task
+
+
+async def _pump(ws: WebSocket, gateway: Gateway, scope: Scope, sub: Subscription, head: int,
+                last_id: int | None) -> None:
+    """Replay from the book after ``last_id`` (if given), then forward live events, each once."""
+    last = head
+    if last_id is not None:
+        last = min(last_id, head)  # an id beyond the head is from another book: start from now
+        while True:
+            page = await run_in_threadpool(gateway.book.events_since, last, scope.enterprises, REPLAY_PAGE)
+            for event in page:
+                await ws.send_text(event.to_json().decode())
+                last = event.id
+            if len(page) < REPLAY_PAGE:
+                break
+    while True:
+        event = await sub.get()
+        if event is None:
+            await ws.close(CLOSE_RESUME, "fell behind: reconnect with last_event_id")
+            return
+        if event.id <= last or not scope.has_enterprise(event.alarm.enterprise):
+            continue
+        await ws.send_text(event.to_json().decode())
+        last = event.id
+
+
+async def _watch(ws: WebSocket) -> None:
+    """Return when the client goes away; what it sends is ignored."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
