@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -67,15 +69,33 @@ def _run(args: argparse.Namespace) -> int:
     async def api(g: Gateway) -> None:
         await serve_api(g, cfg.api.host, cfg.api.port)
 
+    return _run_until_signal(gw.run(api=api))
+
+
+def _run_until_signal(main: Coroutine[Any, Any, Any]) -> int:
+    """Run ``main``; SIGTERM and SIGINT cancel it, so that queues drain and stores close."""
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            result = await main
+        except asyncio.CancelledError:
+            return 0
+        return int(result or 0)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(gw.run(api=api))
+        return asyncio.run(guarded())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return asyncio.run(run_demo(args))
+    return _run_until_signal(run_demo(args))
 
 
 def _sim(args: argparse.Namespace) -> int:

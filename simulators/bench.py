@@ -62,7 +62,7 @@ async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid:
         await gw.started.wait()
         collector = gw.collectors["mqtt"]
         deadline = time.monotonic() + 20
-        while not collector.health().get("connected"):
+        while not collector.health().get("subscribed"):
             if time.monotonic() > deadline:
                 raise TimeoutError("the gateway did not connect to the broker")
             await asyncio.sleep(0.05)

@@ -86,7 +86,7 @@ def test_gateway_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
         async with ModbusFarm(gw.registry, scenarios):
             runner = asyncio.create_task(gw.run())
             await gw.started.wait()
-            await until(lambda: gw.collectors["mqtt"].health().get("connected"), 10, "MQTT connection")
+            await until(lambda: gw.collectors["mqtt"].health().get("subscribed"), 10, "MQTT connection")
             await asyncio.sleep(0.3)
             pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-pub")
             pub.connect("127.0.0.1", mosquitto.port)
