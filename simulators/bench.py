@@ -28,6 +28,8 @@ def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readings", type=int, default=100, help="readings per message (default 100)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    p.add_argument("--no-raw", action="store_true",
+                   help="skip the raw ceiling (a plain paho subscriber through the same broker)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
@@ -104,10 +106,20 @@ def run_ingest(args: argparse.Namespace) -> int:
         folder.mkdir()
         port = free_port()
         broker = start_mosquitto(folder, port)
+        url = f"mqtt://127.0.0.1:{port}"
         try:
-            result = asyncio.run(_ingest(args, f"mqtt://127.0.0.1:{port}", str(Path(tmp) / "data"), broker.pid))
+            raw = None
+            if not args.no_raw:
+                from simulators.bench_ingest import raw_ceiling
+
+                raw = raw_ceiling(url, args.messages, args.readings, args.qos)
+            result = asyncio.run(_ingest(args, url, str(Path(tmp) / "data"), broker.pid))
         finally:
             stop_process(broker)
+    if raw is not None:
+        result["raw_ceiling_readings_per_s"] = round(raw["readings_per_s"])
+        result["raw_ceiling_received"] = raw["received"]
+        result["ratio_to_raw"] = round(result["readings_per_s_stored"] / raw["readings_per_s"], 2)
     if args.json:
         print(json.dumps(result))
     else:
@@ -117,6 +129,9 @@ def run_ingest(args: argparse.Namespace) -> int:
               f"({result['readings_per_s_stored']:,} readings/s), lost {result['lost']}")
         print(f"  evaluated  {result['readings_evaluated']:>10} readings  "
               f"({result['readings_per_s_evaluated']:,} readings/s)")
+        if raw is not None:
+            print(f"  raw paho   {result['raw_ceiling_readings_per_s']:,} readings/s through the same broker "
+                  f"(counting only); gateway/raw = {result['ratio_to_raw']}")
         print(f"  CPU        gateway {result['cpu_s_gateway']} s ({result['gateway_cores']} cores), "
               f"broker {result['cpu_s_broker']} s, publisher {result['cpu_s_publisher']} s, "
               f"wall {result['seconds']} s")
