@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -48,6 +49,9 @@ def summary(gw: Gateway) -> dict[str, Any]:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
+    # amqtt logs every session step at INFO; keep the demo's output to what an operator reads.
+    for noisy in ("amqtt", "transitions", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from api.server import serve_api
     from simulators.modbus_farm import ModbusFarm
     from simulators.mqtt_fleet import MqttFleet, fleet_devices

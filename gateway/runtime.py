@@ -51,7 +51,7 @@ class Gateway:
         self.store = SqliteStore(self.data_dir / "readings.db", self.registry)
         self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
         self.hub = AlarmHub()
-        self.listeners: list[EventListener] = [self.hub.publish]
+        self.listeners: list[EventListener] = [self._log_events, self.hub.publish]
         self.store_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(64)
         self.secret = self._load_secret()
         self.with_collectors = collectors
@@ -72,6 +72,14 @@ class Gateway:
             path.write_bytes(secrets.token_bytes(32))
             path.chmod(0o600)
         return path.read_bytes()
+
+    @staticmethod
+    def _log_events(events: list[AlarmEvent]) -> None:
+        for ev in events:
+            a = ev.alarm
+            value = "" if a.value is None else f" value {a.value:.4g}{a.unit and ' ' + a.unit}"
+            log.info("alarm %d %s: %s %s %s%s -> %s", a.id, ev.type, a.kind, a.level, a.sensor_id, value,
+                     ", ".join(ev.recipients) or "nobody")
 
     def add_listener(self, listener: EventListener) -> None:
         self.listeners.append(listener)

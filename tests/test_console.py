@@ -1,0 +1,56 @@
+"""The officer console in headless Chromium (Debian `chromium`): log in, see an alarm arrive live, ack it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.peers import need_binary
+from tests.test_api import ApiServer, wait_until
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def console_server(tmp_path: Path) -> Iterator[ApiServer]:
+    srv = ApiServer(tmp_path / "gw")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: Path) -> None:
+    chromium = need_binary("chromium", "chromium")
+    srv = console_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{srv.port}/")
+            page.fill("input[name=username]", "zhang")
+            page.fill("input[name=password]", "wrong")
+            page.click("button[type=submit]")
+            expect(page.locator("#login-error")).to_contain_text("wrong username or password")
+            page.fill("input[name=password]", "zhang")
+            page.click("button[type=submit]")
+            expect(page.locator("#status")).to_contain_text("live")
+            # an alarm in zhang's grid arrives live at the top; one in another grid never shows
+            srv.raise_alarm("shimen/gas/ch4", 60.0)
+            alarm = srv.raise_alarm("hengyuan/gas/ch4", 30.0)
+            row = page.locator("#alarms tr").first
+            expect(row).to_contain_text("hengyuan/gas/ch4")
+            expect(row).to_contain_text("high")
+            page.on("dialog", lambda d: d.accept("going to site"))
+            row.get_by_role("button").click()
+            expect(page.locator("#alarms tr").first).to_contain_text("zhang")
+            page.screenshot(path=str(tmp_path / "console.png"))
+            assert page.locator("#alarms tr").count() == 1
+        finally:
+            browser.close()
+    acked = wait_until(lambda: srv.gw.book.get(alarm["id"]).acked_by == "zhang", what="the ack")
+    assert acked
+    assert srv.gw.book.get(alarm["id"]).ack_note == "going to site"
