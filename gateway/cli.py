@@ -109,7 +109,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from simulators import bench, modbus_farm, mqtt_fleet
+    from simulators import bench, bench_modbus, modbus_farm, mqtt_fleet
 
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     bi = bsub.add_parser("ingest", help="MQTT telemetry through a real broker into the gateway")
     bench.add_ingest_arguments(bi)
     bi.set_defaults(func=_bench, bench_run=bench.run_ingest)
+    bm = bsub.add_parser("modbus", help="the Modbus collector polling a simulated device farm")
+    bench_modbus.add_modbus_arguments(bm)
+    bm.set_defaults(func=_bench, bench_run=bench_modbus.run_modbus)
     return p
 
 
