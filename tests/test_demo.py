@@ -71,6 +71,8 @@ def test_demo_officer1_gets_the_leak_officer2_nothing(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0
     assert "officer1/officer1" in out and f"http://127.0.0.1:{port}" in out
     leak = [(t - started, e["type"], e["alarm"]["level"]) for t, e in officer1 if e["alarm"]["sensor_id"] == LEAK]
