@@ -196,8 +196,9 @@ class AlarmBook:
         nxt = TRANSITIONS.get((state, "clear"))
         if nxt is None:  # already returned to normal
             return []
-        self._db.execute("UPDATE alarms SET state = ?, cleared_at = ?, updated_at = ? WHERE id = ?",
-                         (nxt, ts_ms, ts_ms, alarm_id))
+        # The value that cleared it is recorded; a communication alarm has none and keeps NULL.
+        self._db.execute("UPDATE alarms SET state = ?, cleared_at = ?, updated_at = ?, value = COALESCE(?, value)"
+                         " WHERE id = ?", (nxt, ts_ms, ts_ms, value, alarm_id))
         if nxt == NORMAL:
             del self._open[key]
         return [self._event(alarm_id, "clear", ts_ms, None, None)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -117,6 +118,10 @@ class Gateway:
         if self.with_collectors:
             self._build_collectors()
             self._build_notifiers()
+        # The registry, configuration and clients live as long as the process: keep them out of the
+        # cyclic collector's full passes, which took up to 85 ms with 30,000 points (bench modbus).
+        gc.collect()
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self._store_writer(), name="store-writer")

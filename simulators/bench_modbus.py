@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -139,6 +140,8 @@ async def _measure(args: argparse.Namespace, cfg_dict: dict[str, Any], farm_pid:
     registry = Registry(parse_config(cfg_dict))
     intake = Intake()
     collector = ModbusCollector(registry, intake)
+    gc.collect()
+    gc.freeze()  # as the gateway's runtime does after start-up
     loop = asyncio.get_running_loop()
     received = [0]
     lag = [0.0]

@@ -39,6 +39,7 @@ def test_leak_raises_rises_clears_once_each(tmp_path: Path, reg: Registry) -> No
     assert ids == sorted(ids) and len(set(ids)) == 4
     alarm = book.get(events[0].alarm.id)
     assert (alarm.level, alarm.peak, alarm.state) == ("high", 60.0, "rtn_unacknowledged")
+    assert alarm.value == 5.0  # the reading that cleared it
     assert events[0].recipients == ("o1",)
     assert events[0].alarm.grid == "43090300100201"
 
