@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from alerts.detector import FAULT, LEVEL_NAMES, Transitions
-from alerts.model import ACTIVE_STATES, EVENT_TYPES, NORMAL, TRANSITIONS, Alarm, AlarmEvent
+from alerts.model import ACKED, ACTIVE_STATES, EVENT_TYPES, NORMAL, TRANSITIONS, UNACK, Alarm, AlarmEvent
 from alerts.routing import recipients_of
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
@@ -130,6 +130,34 @@ class AlarmBook:
                 raise
         return out
 
+    def system(self, key: str, active: bool, ts_ns: int, level: str, value: float | None,
+               reason: str) -> list[AlarmEvent]:
+        """A condition of the gateway itself (``data_loss``, a store failing), not of an enterprise.
+
+        Raised once when it starts (later reports while it lasts update its value and reason, and
+        make no new event), cleared when it ends. It belongs to no enterprise, so only an admin sees it.
+        """
+        sensor_id = f"gateway/{key}"
+        ts_ms = ts_ns // 1_000_000
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                open_id = self._open.get((sensor_id, "system"))
+                if not active:
+                    out = self._clear(sensor_id, "system", None, ts_ms)
+                elif open_id is not None and self._state(open_id) in (UNACK, ACKED):
+                    self._db.execute("UPDATE alarms SET value = ?, reason = ?, updated_at = ? WHERE id = ?",
+                                     (value, reason, ts_ms, open_id))
+                    out = []
+                else:
+                    out = [self._raise(sensor_id, "system", level, value, value, ts_ms, "", key, None, "", reason)]
+                    self._db.execute("UPDATE alarms SET reason = ? WHERE id = ?", (reason, out[0].alarm.id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return out
+
     def acknowledge(self, alarm_id: int, actor: str, note: str, now_ms: int,
                     enterprises: Collection[str] | None = None) -> AlarmEvent:
         """An officer acknowledges an alarm; refused when the lifecycle does not allow it."""
@@ -160,10 +188,10 @@ class AlarmBook:
         if existing is not None:  # returned-to-normal, never acknowledged: the same alarm comes back
             self._db.execute(
                 "UPDATE alarms SET state = ?, level = ?, value = ?, peak = ?, cleared_at = NULL,"
-                " updated_at = ? WHERE id = ?",
-                (TRANSITIONS[(self._state(existing), "raise")], level, value, peak, ts_ms, existing))
+                " updated_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
+                (TRANSITIONS[(self._state(existing), "raise")], level, value, peak, ts_ms, reason, existing))
             return self._event(existing, "raise", ts_ms, None, None)
-        grid = self.registry.enterprises[enterprise].grid
+        grid = self.registry.enterprises[enterprise].grid if enterprise else ""
         cur = self._db.execute(
             "INSERT INTO alarms (sensor_id, enterprise, device, point, grid, kind, level, value, peak,"
             " unit, state, raised_at, updated_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

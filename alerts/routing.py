@@ -10,5 +10,10 @@ from gateway.registry import Registry
 
 
 def recipients_of(registry: Registry, enterprise: str) -> tuple[str, ...]:
-    """The officers who receive ``enterprise``'s alarms, in the grid's order."""
+    """The officers who receive ``enterprise``'s alarms, in the grid's order.
+
+    A gateway's own (system) alarm has no enterprise and goes to no officer: admins see it.
+    """
+    if not enterprise:
+        return ()
     return tuple(registry.officers_of(enterprise))

@@ -9,6 +9,7 @@
     │   └── CollectorTimeout        the peer did not answer in time
     ├── PayloadError                a message from a device that cannot be accepted (has a `reason`)
     ├── StoreError                  a store could not read or write
+    │   └── SinkUnavailable         retryable: the sink is down, busy or misconfigured; keep the data
     └── AlarmError                  an alarm action that the lifecycle refuses
         └── UnknownAlarm
 
@@ -61,6 +62,17 @@ class PayloadError(GridgateError):
 
 class StoreError(GridgateError):
     """A store could not read or write."""
+
+
+class SinkUnavailable(StoreError):
+    """A sink cannot take writes now (down, 429/5xx, auth): the caller keeps the batch and retries.
+
+    ``retry_after`` is the peer's own hint in seconds (HTTP ``Retry-After``), when it gave one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class AlarmError(GridgateError):

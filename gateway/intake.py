@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.batch import ReadingBatch
@@ -68,15 +69,22 @@ class RejectCounter:
 class Intake:
     """The bounded entry of the pipeline, shared by every collector."""
 
-    def __init__(self, maxsize: int = 256) -> None:
+    def __init__(self, maxsize: int = 256,
+                 accept: Callable[[ReadingBatch], Awaitable[None]] | None = None) -> None:
         self.readings: asyncio.Queue[ReadingBatch] = asyncio.Queue(maxsize)
+        self.accept = accept  # the durable step (the outbox): a batch counts as accepted after it
         self.statuses: asyncio.Queue[DeviceStatus] = asyncio.Queue(4096)
         self.rejects = RejectCounter()
         self.submitted = 0
 
     async def submit(self, batch: ReadingBatch) -> None:
-        """Hand a batch to the pipeline; waits while the pipeline is full (backpressure)."""
+        """Hand a batch to the pipeline; returns once it is accepted (durable, when ``accept`` is set).
+
+        Waits while the outbox or the pipeline is full: backpressure, never a drop.
+        """
         if len(batch):
+            if self.accept is not None:
+                await self.accept(batch)
             await self.readings.put(batch)
             self.submitted += len(batch)
 

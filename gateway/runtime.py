@@ -15,7 +15,6 @@ import gc
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ from gateway.batch import Quality, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.intake import Intake
+from gateway.outbox import DropReport
 from gateway.registry import Registry
-from gateway.store import SqliteStore
+from gateway.storage import Storage, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ class Gateway:
         self.data_dir = Path(data_dir if data_dir is not None else cfg.gateway.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(cfg)
-        self.intake = Intake()
+        self.storage = Storage(cfg, self.registry, self.data_dir, self._data_lost, self._data_flowing)
+        self.store = self.storage.store
+        self.intake = Intake(accept=self.storage.accept)
         self.detector = Detector(self.registry)
-        self.store = SqliteStore(self.data_dir / "readings.db", self.registry)
         self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
         self.hub = AlarmHub()
         self.listeners: list[EventListener] = [self._log_events, self.hub.publish]
-        self.store_queue: asyncio.Queue[ReadingBatch] = asyncio.Queue(64)
         self.secret = self._load_secret()
         self.with_collectors = collectors
         self.collectors: dict[str, Any] = {}
@@ -61,11 +61,9 @@ class Gateway:
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.started = asyncio.Event()
         self.evaluated = 0
-        self.stored = 0
         self.out_of_range = 0
-        self._writing = False
         self._evaluating = False
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="gridgate-store")
+        self._collector_tasks: list[asyncio.Task] = []
 
     def _load_secret(self) -> bytes:
         path = self.data_dir / "token.key"
@@ -124,14 +122,14 @@ class Gateway:
         gc.freeze()
         try:
             async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._store_writer(), name="store-writer")
+                tg.create_task(self.storage.run(), name="storage")
                 for notifier in self.notifiers.values():
                     tg.create_task(notifier.run(), name=f"notifier-{type(notifier).__name__}")
-                pipeline = tg.create_task(self._pipeline(), name="pipeline")
+                tg.create_task(self._pipeline(), name="pipeline")
                 tg.create_task(self._statuses(), name="device-status")
                 tg.create_task(self._stale_watch(), name="stale-watch")
-                for name, collector in self.collectors.items():
-                    tg.create_task(collector.run(), name=f"collector-{name}")
+                self._collector_tasks = [tg.create_task(c.run(), name=f"collector-{name}")
+                                         for name, c in self.collectors.items()]
                 for extra in self.extra_tasks:
                     tg.create_task(extra())
                 if api is not None:
@@ -140,20 +138,25 @@ class Gateway:
                 try:
                     await asyncio.Event().wait()
                 except asyncio.CancelledError:
-                    await self._drain(pipeline, writer)
+                    await self._drain()
                     raise
         finally:
-            self._writer.shutdown(wait=True)
-            self.store.close()
+            await self.storage.close()
             self.book.close()
 
-    async def _drain(self, pipeline: asyncio.Task, writer: asyncio.Task) -> None:
-        """On stop: let the queues empty into the store before the tasks are cancelled."""
+    async def _drain(self) -> None:
+        """On stop: let the intake empty and the sinks catch up before the tasks are cancelled.
+
+        Whatever a sink has not confirmed by then stays in the outbox for the next start.
+        """
+        for task in self._collector_tasks:  # collectors stop first: nothing new comes in
+            task.cancel()
+        await asyncio.gather(*self._collector_tasks, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                while (not self.intake.readings.empty() or not self.store_queue.empty()
-                       or self._writing or self._evaluating):
+            async with asyncio.timeout(5):
+                while not self.intake.readings.empty() or self._evaluating:
                     await asyncio.sleep(0.01)
+        await self.storage.drain(10)
 
     async def _pipeline(self) -> None:
         readings = self.intake.readings
@@ -171,7 +174,6 @@ class Gateway:
             self.evaluated += len(batch)
             if len(transitions):
                 self.dispatch(self.book.apply(transitions))
-            await self.store_queue.put(batch)
             self._evaluating = False
 
     def check_range(self, batch: ReadingBatch) -> ReadingBatch:
@@ -189,25 +191,19 @@ class Gateway:
         q = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(np.uint8)
         return ReadingBatch(batch.sensor, batch.ts, batch.value, q)
 
-    async def _store_writer(self) -> None:
-        loop = asyncio.get_running_loop()
-        queue = self.store_queue
-        while True:
-            first = await queue.get()
-            self._writing = True
-            parts = [first]
-            while not queue.empty():
-                parts.append(queue.get_nowait())
-            batch = ReadingBatch.concat(parts)
-            while True:
-                try:
-                    result = await loop.run_in_executor(self._writer, self.store.write, batch)
-                    break
-                except Exception as exc:  # the store is down: keep the batch, retry (outbox: issue 3)
-                    log.warning("store write failed, retrying in 1 s: %s", exc)
-                    await asyncio.sleep(1.0)
-            self.stored += result.accepted
-            self._writing = False
+    def _data_lost(self, drop: DropReport) -> None:
+        ob = self.storage.outbox
+        reason = (f"outbox quota ({self.config.storage.outbox_max_mb} MB) reached: dropped {drop.readings} readings"
+                  f" from {iso_time(drop.t_min)} to {iso_time(drop.t_max)}; {ob.dropped_readings} lost in all")
+        self.dispatch(self.book.system("outbox", True, self.clock.now_ns(), "data_loss",
+                                       float(ob.dropped_readings), reason))
+
+    def _data_flowing(self) -> None:
+        self.dispatch(self.book.system("outbox", False, self.clock.now_ns(), "data_loss", None, ""))
+
+    @property
+    def stored(self) -> int:
+        return self.storage.stored
 
     async def _statuses(self) -> None:
         while True:
@@ -250,9 +246,9 @@ class Gateway:
                 "evaluated": self.evaluated,
                 "stored": self.stored,
                 "intake_queue": self.intake.readings.qsize(),
-                "store_queue": self.store_queue.qsize(),
                 "rejected": self.intake.rejects.snapshot(),
             },
+            "storage": self.storage.health(),
             "collectors": {name: c.health() for name, c in self.collectors.items()},
             "notifiers": {name: n.health() for name, n in self.notifiers.items()},
             "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,

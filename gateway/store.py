@@ -131,6 +131,18 @@ class SqliteStore:
                 raise StoreError(f"query of {sensor_id} failed: {exc}") from exc
         return [SeriesPoint(int(r[0]) // 1_000_000, float(r[1]), int(r[2])) for r in rows]
 
+    def delete_before(self, cutoff_ns: int) -> int:
+        """Retention: delete every reading older than ``cutoff_ns``; the number deleted."""
+        try:
+            self._w.execute("BEGIN")
+            n = self._w.execute("DELETE FROM readings WHERE ts < ?", (cutoff_ns,)).rowcount
+            self._w.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
+            raise StoreError(f"retention delete failed: {exc}") from exc
+        return int(n)
+
     def count(self, sensor_id: str | None = None) -> int:
         with self._r_lock:
             if sensor_id is None:

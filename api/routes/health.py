@@ -28,7 +28,11 @@ FIXED = [
     (("pipeline", "stored"), "gridgate_readings_stored_total", "counter", "Readings written to the store."),
     (("pipeline", "intake_queue"), "gridgate_intake_queue_batches", "gauge",
      "Batches waiting for the pipeline."),
-    (("pipeline", "store_queue"), "gridgate_store_queue_batches", "gauge", "Batches waiting for the store."),
+    (("storage", "outbox", "bytes"), "gridgate_outbox_bytes", "gauge", "Bytes spooled in the outbox."),
+    (("storage", "outbox", "max_bytes"), "gridgate_outbox_max_bytes", "gauge", "The outbox quota."),
+    (("storage", "outbox", "readings"), "gridgate_outbox_readings", "gauge", "Readings spooled in the outbox."),
+    (("storage", "outbox", "dropped_readings"), "gridgate_outbox_dropped_readings_total", "counter",
+     "Readings dropped at the outbox quota (each raised a data_loss alarm)."),
     (("live", "subscribers"), "gridgate_live_subscribers", "gauge", "Live-stream subscribers."),
     (("live", "published"), "gridgate_live_events_published_total", "counter", "Alarm events published."),
     (("live", "delivered"), "gridgate_live_events_delivered_total", "counter",
@@ -81,6 +85,7 @@ def exposition(health: Mapping[str, Any]) -> str:
     for key, n in sorted(rejected.items()):
         kind, _, reason = key.partition(":")
         lines.append(f'gridgate_rejected_total{{kind="{_label(kind)}",reason="{_label(reason)}"}} {n}')
+    lines += _sink_lines(health.get("storage", {}).get("sinks", {}))
     families: dict[str, list[str]] = {}  # a family's samples must be contiguous
     for section, label in (("collectors", "collector"), ("notifiers", "notifier")):
         for comp, comp_health in sorted(health.get(section, {}).items()):
@@ -91,6 +96,31 @@ def exposition(health: Mapping[str, Any]) -> str:
     for name, samples in families.items():
         lines += [f"# TYPE {name} untyped", *samples]
     return "\n".join(lines) + "\n"
+
+
+SINK_STATES = ("ok", "lagging", "failing")
+
+
+def _sink_lines(sinks: Mapping[str, Any]) -> list[str]:
+    """Per sink: state (one gauge per state, 1 for the current one), backlog, written, rejected."""
+    out: list[str] = []
+    fams = [("gridgate_sink_backlog_readings", "gauge", "backlog_readings", "Readings the sink has not confirmed."),
+            ("gridgate_sink_backlog_seconds", "gauge", "backlog_seconds", "Age of the oldest unconfirmed reading."),
+            ("gridgate_sink_written_total", "counter", "written", "Readings the sink stored."),
+            ("gridgate_sink_failures_total", "counter", "failures", "Failed write attempts (retried).")]
+    for name, kind, key, help_ in fams:
+        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+        out += [f'{name}{{sink="{_label(s)}"}} {_num(float(h.get(key, 0)))}' for s, h in sorted(sinks.items())]
+    out += ["# HELP gridgate_sink_state The sink's state (1 for the current one).", "# TYPE gridgate_sink_state gauge"]
+    for s, h in sorted(sinks.items()):
+        out += [f'gridgate_sink_state{{sink="{_label(s)}",state="{st}"}} {int(h.get("state") == st)}'
+                for st in SINK_STATES]
+    out += ["# HELP gridgate_sink_rejected_total Readings a sink refused for good, by reason.",
+            "# TYPE gridgate_sink_rejected_total counter"]
+    for s, h in sorted(sinks.items()):
+        out += [f'gridgate_sink_rejected_total{{sink="{_label(s)}",reason="{_label(r)}"}} {n}'
+                for r, n in sorted(h.get("rejected", {}).items())]
+    return out
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -58,7 +58,7 @@ def latest(
 
 
 @router.get("/sensors/{enterprise}/{device}/{point}/readings")
-def readings(
+async def readings(
     gateway: GatewayDep,
     scope: CallerScope,
     enterprise: Slug,
@@ -83,8 +83,8 @@ def readings(
     if every_ns is not None and (end_ns - start_ns) // every_ns + 1 > MAX_POINTS:
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             f"more than {MAX_POINTS} buckets: use a wider every or a shorter window")
-    rows = gateway.store.query(info.sensor_id, start_ns, end_ns, every_ns, agg or "mean",
-                               limit=MAX_POINTS + 1)
+    rows = await gateway.storage.query(info.sensor_id, start_ns, end_ns, every_ns, agg or "mean",
+                                       limit=MAX_POINTS + 1)
     truncated = len(rows) > MAX_POINTS
     return {
         "sensor_id": info.sensor_id,

@@ -1,0 +1,170 @@
+"""Storage as the runtime sees it: accept into the outbox, drain into every sink, answer queries.
+
+:meth:`Storage.accept` is what the intake calls before a batch counts as accepted: it returns once
+the batch is committed to the outbox (group commit: whatever arrived meanwhile goes in the same
+transaction). One :class:`~gateway.sinks.SinkDrainer` per sink then empties the outbox at that
+sink's pace: SQLite always (the embedded store, with retention), InfluxDB as well when
+``[storage] backend = "influxdb"`` (and the API's readings come from it then). When the outbox
+quota makes it drop batches, ``on_loss`` is told what was lost; when it is back under the quota,
+``on_recovered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.batch import ReadingBatch
+from gateway.config import Config
+from gateway.outbox import DropReport, Outbox
+from gateway.registry import Registry
+from gateway.sinks import Sink, SinkDrainer, SqliteSink
+from gateway.store import Agg, SeriesPoint, SqliteStore
+
+log = logging.getLogger(__name__)
+DAY_NS = 86_400 * 10**9
+
+
+class Storage:
+    """The outbox, the sinks and their drainers of one gateway."""
+
+    def __init__(self, cfg: Config, registry: Registry, data_dir: Path,
+                 on_loss: Callable[[DropReport], None], on_recovered: Callable[[], None]) -> None:
+        self.cfg = cfg.storage
+        self.store = SqliteStore(data_dir / "readings.db", registry)
+        self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="gridgate-sqlite")
+        self._outbox_exec = ThreadPoolExecutor(1, thread_name_prefix="gridgate-outbox")
+        self.sinks: list[Sink] = [SqliteSink(self.store, self._store_exec)]
+        self.influx: Any = None
+        if self.cfg.backend == "influxdb":
+            from gateway.influx import InfluxSink
+
+            self.influx = InfluxSink(self.cfg.influxdb, registry)
+            self.sinks.append(self.influx)
+        self.outbox = Outbox(data_dir / "outbox.db", [s.name for s in self.sinks], self.cfg.outbox_max_mb * 2**20)
+        self.drainers = {
+            s.name: SinkDrainer(s, self.outbox, self._outbox_exec, on_confirmed=self._confirmed,
+                                max_age=0.2 if s.name == "sqlite" else 1.0)
+            for s in self.sinks
+        }
+        self.on_loss = on_loss
+        self.on_recovered = on_recovered
+        self.losing = False
+        self._commits: asyncio.Queue[tuple[ReadingBatch, asyncio.Future[None]]] = asyncio.Queue(1024)
+        self._committing = False
+
+    async def accept(self, batch: ReadingBatch) -> None:
+        """Return once ``batch`` is durably in the outbox (it then counts as accepted)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._commits.put((batch, fut))
+        await fut
+
+    async def _committer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self._commits.get()]
+            self._committing = True
+            size = len(items[0][0])
+            while size < 100_000 and not self._commits.empty():
+                items.append(self._commits.get_nowait())
+                size += len(items[-1][0])
+            batch = ReadingBatch.concat([b for b, _ in items])
+            try:
+                drop = await loop.run_in_executor(self._outbox_exec, self.outbox.append, batch)
+            except Exception as exc:  # the disk refused: tell the submitters, who keep (or lose) it
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                self._committing = False
+                continue
+            for _, fut in items:
+                if not fut.done():
+                    fut.set_result(None)
+            self._committing = False
+            for drainer in self.drainers.values():
+                drainer.wakeup.set()
+            if drop is not None:
+                log.error("outbox over its quota (%d MB): dropped %d readings from %s to %s", self.cfg.outbox_max_mb,
+                          drop.readings, iso_time(drop.t_min), iso_time(drop.t_max))
+                self.losing = True
+                self.on_loss(drop)
+
+    def _confirmed(self) -> None:
+        if self.losing and self.outbox.size < 0.9 * self.outbox.max_bytes:
+            self.losing = False
+            log.warning("outbox back under its quota: %d bytes", self.outbox.size)
+            self.on_recovered()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._committer(), name="outbox-commit")
+            for name, drainer in self.drainers.items():
+                tg.create_task(drainer.run(), name=f"sink-{name}")
+            tg.create_task(self._retention(), name="retention")
+
+    async def _retention(self, period: float = 3600.0) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            cutoff = time.time_ns() - self.cfg.retention_days * DAY_NS
+            try:
+                n = await loop.run_in_executor(self._store_exec, self.store.delete_before, cutoff)
+                if n:
+                    log.info("retention: deleted %d readings older than %d days", n, self.cfg.retention_days)
+            except Exception:
+                log.exception("retention pass failed; will try again")
+            await asyncio.sleep(period)
+
+    @property
+    def idle(self) -> bool:
+        return (self._commits.empty() and not self._committing
+                and all(d.idle and self.outbox.backlog(n)[0] == 0 for n, d in self.drainers.items()))
+
+    async def drain(self, timeout: float) -> None:
+        """On stop: give the sinks up to ``timeout`` s to catch up (what is left stays in the outbox)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self.idle:
+                    for d in self.drainers.values():
+                        d.wakeup.set()
+                    await asyncio.sleep(0.02)
+
+    async def query(self, sensor_id: str, start_ns: int, end_ns: int, every_ns: int | None = None,
+                    agg: Agg = "mean", limit: int = 100_000) -> list[SeriesPoint]:
+        """A series from the configured backend."""
+        if self.influx is not None:
+            return await self.influx.query(sensor_id, start_ns, end_ns, every_ns, agg, limit)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.store.query, sensor_id, start_ns, end_ns, every_ns, agg, limit)
+
+    @property
+    def stored(self) -> int:
+        return self.drainers["sqlite"].written
+
+    def health(self) -> dict[str, Any]:
+        ob = self.outbox
+        return {
+            "backend": self.cfg.backend,
+            "outbox": {"bytes": ob.size, "max_bytes": ob.max_bytes, "readings": ob.readings,
+                       "dropped_readings": ob.dropped_readings, "dropped_batches": ob.dropped_batches,
+                       "losing": self.losing},
+            "sinks": {name: d.health() for name, d in self.drainers.items()},
+        }
+
+    async def close(self) -> None:
+        for s in self.sinks:
+            with contextlib.suppress(Exception):
+                await s.close()
+        self._store_exec.shutdown(wait=True)
+        self._outbox_exec.shutdown(wait=True)
+        self.store.close()
+        self.outbox.close()
+
+
+def iso_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
