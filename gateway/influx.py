@@ -5,7 +5,7 @@ that sorted order), fields ``value`` (float, written with ``repr`` so it round-t
 ``quality`` (integer), timestamps in nanoseconds. The escaped ``measurement,tags value=`` prefix
 of every sensor is computed once; a batch becomes lines with one f-string per reading. Non-finite
 values are rejected before sending (``non_finite``). Connection errors, timeouts, 429 and 5xx
-raise :class:`SinkUnavailable` (the caller keeps the batch and retries; a replay overwrites the
+raise :class:`~gateway.errors.SinkUnavailable` (the caller keeps the batch and retries; a replay overwrites the
 same points, so nothing is stored twice), as do 401/403/404 and any other unexpected status:
 configuration problems never drop data. A 400/413/422 rejects only the offending lines: a 1.x
 "partial write ... dropped=N" is counted as it stands, anything else is bisected until the lines
@@ -27,7 +27,7 @@ import numpy as np
 
 from gateway.batch import Quality, ReadingBatch
 from gateway.config import InfluxSection
-from gateway.errors import StoreError
+from gateway.errors import SinkUnavailable, StoreError
 from gateway.registry import Registry
 from gateway.store import Agg, SeriesPoint, WriteResult
 
@@ -35,16 +35,8 @@ AGG_FUNCS: dict[str, str] = {"mean": "mean", "min": "min", "max": "max", "last":
 DATA_ERROR_STATUS = frozenset({400, 413, 422})
 RETRY_STATUS = frozenset({408, 429})
 
-
-class SinkUnavailable(StoreError):
-    """The sink cannot take writes now (down, overloaded, misconfigured); keep the batch and retry.
-
-    ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["InfluxSink", "SinkUnavailable", "escape_measurement", "escape_tag", "influxql_ident",
+           "influxql_string", "line_protocol", "series_prefix", "series_query"]
 
 
 # -- line protocol ------------------------------------------------------------------------------
@@ -246,12 +238,22 @@ class InfluxSink:
             for s in self.registry.sensors
         ]
 
+    def _check_prefixes(self, batch: ReadingBatch) -> None:
+        if len(batch) and int(batch.sensor.max()) >= len(self._prefixes):
+            self._build_prefixes()  # the registry grew since the sink was made
+
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.timeout, auth=self._auth, headers=self._headers)
         return self._http
 
     # -- writes ---------------------------------------------------------------------------------
+
+    def lines(self, batch: ReadingBatch) -> list[str]:
+        """The batch as line protocol, one line per finite reading (NaN and infinities are left out)."""
+        self._check_prefixes(batch)
+        finite = np.isfinite(batch.value)
+        return line_protocol(self._prefixes, batch if finite.all() else batch.take(finite))
 
     async def write(self, batch: ReadingBatch) -> WriteResult:
         """Write a batch in requests of at most ``max_lines`` lines; bad lines are rejected, the rest stored.
@@ -261,17 +263,16 @@ class InfluxSink:
         """
         if not len(batch):
             return WriteResult(0)
-        if int(batch.sensor.max()) >= len(self._prefixes):
-            self._build_prefixes()  # the registry grew
+        self._check_prefixes(batch)
         rejects = _Rejects()
         finite = np.isfinite(batch.value)
         if not finite.all():
             rejects.add(int((~finite).sum()), "non_finite")
             batch = batch.take(finite)
-        lines = line_protocol(self._prefixes, batch)
         accepted = 0
-        for start in range(0, len(lines), self.max_lines):
-            accepted += await self._write_lines(lines[start:start + self.max_lines], rejects)
+        for start in range(0, len(batch), self.max_lines):  # lines are built per request: bounded memory
+            lines = line_protocol(self._prefixes, batch.take(slice(start, start + self.max_lines)))
+            accepted += await self._write_lines(lines, rejects)
         self.written += accepted
         return WriteResult(accepted, rejects.count, rejects.text())
 

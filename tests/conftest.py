@@ -7,6 +7,8 @@ import pytest
 
 from tests.peers import Mosquitto
 
+pytest_plugins = ["tests.influx_peer"]
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
