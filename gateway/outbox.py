@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from gateway.errors import StoreError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, t_min INTEGER NOT NULL,
-    t_max INTEGER NOT NULL, payload BLOB NOT NULL
+    t_max INTEGER NOT NULL, at INTEGER NOT NULL, payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS losses (
@@ -56,7 +57,7 @@ class Pending:
 
     last_seq: int
     batch: ReadingBatch
-    oldest_ts: int  # epoch ns of the oldest reading in it
+    since: int  # epoch ns when the oldest of these batches was accepted (not a reading's own ts)
 
 
 def encode(batch: ReadingBatch) -> bytes:
@@ -114,8 +115,8 @@ class Outbox:
         t_min, t_max = int(batch.ts.min()), int(batch.ts.max())
         with self._lock:
             try:
-                cur = self._db.execute("INSERT INTO batches (n, t_min, t_max, payload) VALUES (?, ?, ?, ?)",
-                                       (len(batch), t_min, t_max, payload))
+                cur = self._db.execute("INSERT INTO batches (n, t_min, t_max, at, payload) VALUES (?, ?, ?, ?, ?)",
+                                       (len(batch), t_min, t_max, time.time_ns(), payload))
             except sqlite3.Error as exc:
                 raise StoreError(f"outbox append of {len(batch)} readings failed: {exc}") from exc
             self.last_seq = int(cur.lastrowid or self.last_seq + 1)
@@ -159,20 +160,20 @@ class Outbox:
         """The oldest batches ``sink`` has not confirmed, up to about ``max_readings`` readings."""
         with self._lock:
             after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
-            rows = self._db.execute("SELECT seq, n, t_min, payload FROM batches WHERE seq > ? ORDER BY seq",
+            rows = self._db.execute("SELECT seq, n, at, payload FROM batches WHERE seq > ? ORDER BY seq",
                                     (after,))
-            parts, total, last, oldest = [], 0, after, None
-            for seq, n, t_min, payload in rows:
+            parts, total, last, since = [], 0, after, 0
+            for seq, n, at, payload in rows:
                 if parts and total + n > max_readings:
                     break
                 parts.append(decode(payload, n))
                 total += n
                 last = seq
-                oldest = t_min if oldest is None else min(oldest, t_min)
+                since = since or at
             rows.close()
         if not parts:
             return None
-        return Pending(last, ReadingBatch.concat(parts), int(oldest or 0))
+        return Pending(last, ReadingBatch.concat(parts), since)
 
     def confirm(self, sink: str, upto_seq: int) -> None:
         """``sink`` has stored everything up to ``upto_seq``; delete what every sink has."""
@@ -190,10 +191,10 @@ class Outbox:
             self.readings -= int(freed[1])
 
     def backlog(self, sink: str) -> tuple[int, int | None]:
-        """Readings ``sink`` has not confirmed, and the time (ns) of the oldest of them."""
+        """Readings ``sink`` has not confirmed, and when (epoch ns) the oldest of them was accepted."""
         with self._lock:
             after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
-            n, oldest = self._db.execute("SELECT COALESCE(SUM(n), 0), MIN(t_min) FROM batches WHERE seq > ?",
+            n, oldest = self._db.execute("SELECT COALESCE(SUM(n), 0), MIN(at) FROM batches WHERE seq > ?",
                                          (after,)).fetchone()
         return int(n), (None if oldest is None else int(oldest))
 

@@ -85,13 +85,13 @@ class SinkDrainer:
         delay = self.backoff[0]
         while True:
             self._busy = True
+            self.wakeup.clear()  # before reading: an append that lands meanwhile sets it again
             pending = await self._outbox(self.outbox.read, self.name, self.batch_size)
             if pending is None:
                 self._busy = False
-                self.wakeup.clear()
                 await self.wakeup.wait()
                 continue
-            age = time.time_ns() - pending.oldest_ts
+            age = time.time_ns() - pending.since
             if len(pending.batch) < self.batch_size and age < self.max_age * 1e9:
                 self._busy = False
                 # little is waiting and it is young: let more come, up to max_age
