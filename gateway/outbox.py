@@ -127,7 +127,7 @@ class Outbox:
                 return None
             return self._enforce_quota()
 
-    def _enforce_quota(self) -> DropReport:
+    def _enforce_quota(self) -> DropReport | None:
         dropped: list[tuple[int, int, int, int, int]] = []
         size = self.size
         rows = self._db.execute("SELECT seq, n, t_min, t_max, LENGTH(payload) FROM batches ORDER BY seq").fetchall()
@@ -136,6 +136,8 @@ class Outbox:
                 break  # never drop the batch just accepted
             dropped.append((seq, n, t0, t1, nbytes))
             size -= nbytes
+        if not dropped:  # one batch alone is over the quota: it stays (it was accepted)
+            return None
         upto = dropped[-1][0]
         readings = sum(d[1] for d in dropped)
         report = DropReport(len(dropped), readings, min(d[2] for d in dropped), max(d[3] for d in dropped))

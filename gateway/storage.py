@@ -122,8 +122,10 @@ class Storage:
 
     @property
     def idle(self) -> bool:
+        # A failing sink is not waited for: its backlog stays in the outbox for the next start.
         return (self._commits.empty() and not self._committing
-                and all(d.idle and self.outbox.backlog(n)[0] == 0 for n, d in self.drainers.items()))
+                and all(d.state == "failing" or (d.idle and self.outbox.backlog(n)[0] == 0)
+                        for n, d in self.drainers.items()))
 
     async def drain(self, timeout: float) -> None:
         """On stop: give the sinks up to ``timeout`` s to catch up (what is left stays in the outbox)."""
