@@ -109,6 +109,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway import export
     from simulators import bench, bench_modbus, modbus_farm, mqtt_fleet
 
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
@@ -126,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-c", "--config", required=True)
     r.add_argument("--data-dir", help="override [gateway] data_dir")
     r.set_defaults(func=_run)
+
+    e = sub.add_parser("export", help="one sensor's readings as CSV or InfluxDB line protocol")
+    export.add_arguments(e)
+    e.set_defaults(func=export.run)
 
     d = sub.add_parser("demo", help="a simulated district, an embedded broker, the gateway and the API")
     d.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
