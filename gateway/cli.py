@@ -110,7 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway import export
-    from simulators import bench, bench_modbus, modbus_farm, mqtt_fleet
+    from simulators import bench, bench_modbus, bench_store, modbus_farm, mqtt_fleet
 
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     bi = bsub.add_parser("ingest", help="MQTT telemetry through a real broker into the gateway")
     bench.add_ingest_arguments(bi)
     bi.set_defaults(func=_bench, bench_run=bench.run_ingest)
+    bs = bsub.add_parser("store", help="SQLite and InfluxDB through the outbox, next to their raw ceilings")
+    bench_store.add_arguments(bs)
+    bs.set_defaults(func=_bench, bench_run=bench_store.run)
     bm = bsub.add_parser("modbus", help="the Modbus collector polling a simulated device farm")
     bench_modbus.add_modbus_arguments(bm)
     bm.set_defaults(func=_bench, bench_run=bench_modbus.run_modbus)

@@ -15,6 +15,7 @@ DBRP mapping, 3.x).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import re
@@ -269,10 +270,19 @@ class InfluxSink:
         if not finite.all():
             rejects.add(int((~finite).sum()), "non_finite")
             batch = batch.take(finite)
+        def build(start: int) -> list[str]:  # lines are built per request: bounded memory
+            return line_protocol(self._prefixes, batch.take(slice(start, start + self.max_lines)))
+
+        starts = list(range(0, len(batch), self.max_lines))
         accepted = 0
-        for start in range(0, len(batch), self.max_lines):  # lines are built per request: bounded memory
-            lines = line_protocol(self._prefixes, batch.take(slice(start, start + self.max_lines)))
-            accepted += await self._write_lines(lines, rejects)
+        lines = build(starts[0])
+        for nxt in [*starts[1:], None]:
+            # Build the next request's lines (in a worker thread) while InfluxDB takes this one.
+            if nxt is None:
+                accepted += await self._write_lines(lines, rejects)
+                break
+            done, lines = await asyncio.gather(self._write_lines(lines, rejects), asyncio.to_thread(build, nxt))
+            accepted += done
         self.written += accepted
         return WriteResult(accepted, rejects.count, rejects.text())
 

@@ -68,6 +68,66 @@ def stop_process(proc: subprocess.Popen | None) -> None:
             proc.wait()
 
 
+# InfluxDB 1.x (Debian ``influxdb``) on loopback: both listeners on given ports, every directory
+# under one folder, no usage reporting, no _internal statistics, quiet logs.
+INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{folder}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{folder}/data"
+  wal-dir = "{folder}/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+  pprof-enabled = false
+
+[logging]
+  level = "error"
+  suppress-logo = true
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def start_influxd(folder: Path, http_port: int, rpc_port: int, timeout: float = 20.0) -> subprocess.Popen:
+    """Start ``influxd`` with its config, data and log in ``folder``; wait until ``/ping`` answers."""
+    import urllib.request
+
+    sbin = Path("/usr/bin/influxd")
+    binary = shutil.which("influxd") or (str(sbin) if sbin.exists() else None)
+    if binary is None:
+        raise FileNotFoundError("influxd not found: install the Debian package 'influxdb' (apt-get install influxdb)")
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "influxdb.conf"
+    conf.write_text(INFLUXD_CONFIG.format(folder=folder, http_port=http_port, rpc_port=rpc_port))
+    with open(folder / "influxd.log", "ab") as log:
+        proc = subprocess.Popen([binary, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"influxd exited with {proc.returncode}; see {folder / 'influxd.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ping", timeout=0.5) as r:
+                if r.status == 204:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.05)
+    stop_process(proc)
+    raise TimeoutError(f"influxd did not answer /ping on port {http_port} within {timeout} s")
+
+
 async def start_amqtt(port: int, host: str = "127.0.0.1") -> Any:
     """Start the embedded amqtt broker (anonymous) in this event loop; returns it (``await b.shutdown()``)."""
     from amqtt.broker import Broker

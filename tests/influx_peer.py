@@ -19,38 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from simulators.brokers import INFLUXD_CONFIG as CONFIG
 from tests.peers import free_port, need_binary
 
 __all__ = ["InfluxD", "influxd"]
 
-CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{folder}/meta"
-  logging-enabled = false
-
-[data]
-  dir = "{folder}/data"
-  wal-dir = "{folder}/wal"
-  query-log-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  pprof-enabled = false
-
-[logging]
-  level = "error"
-  suppress-logo = true
-
-[continuous_queries]
-  enabled = false
-"""
 
 
 class InfluxD:
