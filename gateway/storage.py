@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.batch import ReadingBatch
 from gateway.config import Config
+from gateway.errors import StoreError
 from gateway.outbox import DropReport, Outbox
 from gateway.registry import Registry
 from gateway.sinks import Sink, SinkDrainer, SqliteSink
@@ -58,6 +59,7 @@ class Storage:
         self.losing = False
         self._commits: asyncio.Queue[tuple[ReadingBatch, asyncio.Future[None]]] = asyncio.Queue(1024)
         self._committing = False
+        self.append_error: str | None = None
 
     async def accept(self, batch: ReadingBatch) -> None:
         """Return once ``batch`` is durably in the outbox (it then counts as accepted)."""
@@ -75,14 +77,22 @@ class Storage:
                 items.append(self._commits.get_nowait())
                 size += len(items[-1][0])
             batch = ReadingBatch.concat([b for b, _ in items])
-            try:
-                drop = await loop.run_in_executor(self._outbox_exec, self.outbox.append, batch)
-            except Exception as exc:  # the disk refused: tell the submitters, who keep (or lose) it
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                self._committing = False
-                continue
+            delay = 0.5
+            while True:
+                try:
+                    drop = await loop.run_in_executor(self._outbox_exec, self.outbox.append, batch)
+                    break
+                except StoreError as exc:
+                    # The disk refused (full, read-only): nothing is accepted meanwhile, so the
+                    # collectors wait (MQTT messages stay unacknowledged at the broker) and we retry.
+                    if self.append_error is None:
+                        log.error("outbox append failing, ingest paused: %s", exc)
+                    self.append_error = str(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            if self.append_error is not None:
+                log.warning("outbox append works again")
+                self.append_error = None
             for _, fut in items:
                 if not fut.done():
                     fut.set_result(None)
@@ -154,7 +164,7 @@ class Storage:
             "backend": self.cfg.backend,
             "outbox": {"bytes": ob.size, "max_bytes": ob.max_bytes, "readings": ob.readings,
                        "dropped_readings": ob.dropped_readings, "dropped_batches": ob.dropped_batches,
-                       "losing": self.losing},
+                       "losing": self.losing, "append_error": self.append_error},
             "sinks": {name: d.health() for name, d in self.drainers.items()},
         }
 
