@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ class DropReport:
     readings: int
     t_min: int
     t_max: int
+    lost_by_sink: dict[str, int] = field(default_factory=dict)  # readings each sink never got
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,10 @@ class Outbox:
             return None
         upto = dropped[-1][0]
         readings = sum(d[1] for d in dropped)
-        report = DropReport(len(dropped), readings, min(d[2] for d in dropped), max(d[3] for d in dropped))
+        cursors = dict(self._db.execute("SELECT sink, seq FROM cursors").fetchall())
+        lost = {sink: sum(d[1] for d in dropped if d[0] > cursors.get(sink, 0)) for sink in self.sinks}
+        report = DropReport(len(dropped), readings, min(d[2] for d in dropped), max(d[3] for d in dropped),
+                            {k: v for k, v in lost.items() if v})
         self._db.execute("BEGIN")
         self._db.execute("DELETE FROM batches WHERE seq <= ?", (upto,))
         self._db.execute("INSERT INTO losses (at, batches, readings, t_min, t_max) VALUES "

@@ -28,9 +28,8 @@ from gateway.batch import Quality, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.intake import Intake
-from gateway.outbox import DropReport
 from gateway.registry import Registry
-from gateway.storage import Storage, iso_time
+from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +190,9 @@ class Gateway:
         q = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(np.uint8)
         return ReadingBatch(batch.sensor, batch.ts, batch.value, q)
 
-    def _data_lost(self, drop: DropReport) -> None:
-        ob = self.storage.outbox
-        reason = (f"outbox quota ({self.config.storage.outbox_max_mb} MB) reached: dropped {drop.readings} readings"
-                  f" from {iso_time(drop.t_min)} to {iso_time(drop.t_max)}; {ob.dropped_readings} lost in all")
-        self.dispatch(self.book.system("outbox", True, self.clock.now_ns(), "data_loss",
-                                       float(ob.dropped_readings), reason))
+    def _data_lost(self, reason: str) -> None:
+        readings = self.storage.episode.get("readings", 0)
+        self.dispatch(self.book.system("outbox", True, self.clock.now_ns(), "data_loss", float(readings), reason))
 
     def _data_flowing(self) -> None:
         self.dispatch(self.book.system("outbox", False, self.clock.now_ns(), "data_loss", None, ""))

@@ -5,8 +5,8 @@ the batch is committed to the outbox (group commit: whatever arrived meanwhile g
 transaction). One :class:`~gateway.sinks.SinkDrainer` per sink then empties the outbox at that
 sink's pace: SQLite always (the embedded store, with retention), InfluxDB as well when
 ``[storage] backend = "influxdb"`` (and the API's readings come from it then). When the outbox
-quota makes it drop batches, ``on_loss`` is told what was lost; when it is back under the quota,
-``on_recovered``.
+quota makes it drop batches, ``on_loss`` is told what was lost (the whole episode so far, in words,
+at most once a second); when it is back under 90 % of the quota, ``on_recovered``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Storage:
     """The outbox, the sinks and their drainers of one gateway."""
 
     def __init__(self, cfg: Config, registry: Registry, data_dir: Path,
-                 on_loss: Callable[[DropReport], None], on_recovered: Callable[[], None]) -> None:
+                 on_loss: Callable[[str], None], on_recovered: Callable[[], None]) -> None:
         self.cfg = cfg.storage
         self.store = SqliteStore(data_dir / "readings.db", registry)
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="gridgate-sqlite")
@@ -57,6 +57,8 @@ class Storage:
         self.on_loss = on_loss
         self.on_recovered = on_recovered
         self.losing = False
+        self.episode: dict[str, Any] = {}
+        self._loss_dirty = False
         self._commits: asyncio.Queue[tuple[ReadingBatch, asyncio.Future[None]]] = asyncio.Queue(1024)
         self._committing = False
         self.append_error: str | None = None
@@ -100,15 +102,49 @@ class Storage:
             for drainer in self.drainers.values():
                 drainer.wakeup.set()
             if drop is not None:
-                log.error("outbox over its quota (%d MB): dropped %d readings from %s to %s", self.cfg.outbox_max_mb,
-                          drop.readings, iso_time(drop.t_min), iso_time(drop.t_max))
-                self.losing = True
-                self.on_loss(drop)
+                self._lost(drop)
+
+    def _lost(self, drop: DropReport) -> None:
+        """Add a quota drop to the current loss episode; ``on_loss`` hears of it at once or within a second."""
+        ep = self.episode
+        first = not self.losing
+        if first:
+            ep.update(readings=0, batches=0, t_min=drop.t_min, t_max=drop.t_max, by_sink={})
+            log.error("outbox over its quota (%d MB): dropping the oldest batches; a data_loss alarm is raised",
+                      self.cfg.outbox_max_mb)
+        self.losing = True
+        ep["readings"] += drop.readings
+        ep["batches"] += drop.batches
+        ep["t_min"], ep["t_max"] = min(ep["t_min"], drop.t_min), max(ep["t_max"], drop.t_max)
+        for sink, n in drop.lost_by_sink.items():
+            ep["by_sink"][sink] = ep["by_sink"].get(sink, 0) + n
+        if first:
+            self.on_loss(self.loss_summary())  # raised at once; later drops are reported each second
+        else:
+            self._loss_dirty = True
+
+    async def _loss_reporter(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if self._loss_dirty and self.losing:
+                self._loss_dirty = False
+                self.on_loss(self.loss_summary())
+
+    def loss_summary(self) -> str:
+        """The current (or last) loss episode in words: how many readings, which span, which sinks."""
+        ep = self.episode
+        sinks = ", ".join(f"{k} {v}" for k, v in sorted(ep.get("by_sink", {}).items())) or "none"
+        return (f"outbox quota ({self.cfg.outbox_max_mb} MB) reached: dropped {ep.get('readings', 0)} readings "
+                f"({ep.get('batches', 0)} batches) from {iso_time(ep.get('t_min', 0))} to "
+                f"{iso_time(ep.get('t_max', 0))}; readings lost per sink: {sinks}; "
+                f"{self.outbox.dropped_readings} dropped since the outbox was created")
 
     def _confirmed(self) -> None:
         if self.losing and self.outbox.size < 0.9 * self.outbox.max_bytes:
             self.losing = False
-            log.warning("outbox back under its quota: %d bytes", self.outbox.size)
+            summary = self.loss_summary()
+            log.warning("outbox back under its quota: %s", summary)
+            self.on_loss(summary)  # the final count and span, before the alarm clears
             self.on_recovered()
 
     async def run(self) -> None:
@@ -117,6 +153,7 @@ class Storage:
             for name, drainer in self.drainers.items():
                 tg.create_task(drainer.run(), name=f"sink-{name}")
             tg.create_task(self._retention(), name="retention")
+            tg.create_task(self._loss_reporter(), name="loss-reporter")
 
     async def _retention(self, period: float = 3600.0) -> None:
         loop = asyncio.get_running_loop()
