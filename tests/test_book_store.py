@@ -118,3 +118,12 @@ def test_store_idempotent_and_aggregates(tmp_path: Path, reg: Registry) -> None:
     reg2 = Registry(district([mqtt_device("e2", "d2", [CH4]), mqtt_device("e1", "d1", [CH4])]))
     store2 = SqliteStore(tmp_path / "r.db", reg2)
     assert store2.count("e1/d1/ch4") == 10 and store2.sid[1] == store.sid[0]
+
+
+def test_retention_deletes_only_older_readings(tmp_path: Path, reg: Registry) -> None:
+    store = SqliteStore(tmp_path / "r.db", reg)
+    store.write(ReadingBatch.of([0, 0, 0, 1], [1 * S, 2 * S, 3 * S, 1 * S], [1.0, 2.0, 3.0, 4.0]))
+    assert store.delete_before(2 * S) == 2  # ts 1 s of both sensors; 2 s itself is kept
+    assert [p.value for p in store.query("e1/d1/ch4", 0, 10 * S)] == [2.0, 3.0]
+    assert store.count("e2/d2/ch4") == 0
+    assert store.delete_before(0) == 0
