@@ -511,7 +511,8 @@ def test_mqtt_broker_restarted(rig: Callable[..., Gateway], mosquitto: Mosquitto
 
 
 LOSS = re.compile(r"outbox quota \(1 MB\) reached: dropped (\d+) readings \(\d+ batches\) from (\S+) to (\S+); "
-                  r"readings lost per sink: influxdb (\d+)(?:, sqlite \d+)?; (\d+) dropped since the outbox was created")
+                  r"readings lost per sink: influxdb (\d+)(?:, sqlite \d+)?; "
+                  r"(\d+) dropped since the outbox was created")
 
 
 def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto, influxd: InfluxD,
