@@ -4,8 +4,8 @@ and scrapers expect; they carry counts, never readings or alarms.
 
 Pipeline and live-stream counters have fixed names; rejected input is one counter labelled by
 kind and reason; every numeric leaf of a collector's or notifier's health becomes
-``gridgate_collector_<path>{collector="<name>"}`` (``..._notifier_...`` likewise), untyped, since
-their shapes belong to those components.
+``gridgate_collector_<path>{collector="<name>"}`` (``..._notifier_...`` likewise; health kept per
+device adds a ``device`` label), untyped, since their shapes belong to those components.
 """
 
 from __future__ import annotations
@@ -89,10 +89,17 @@ def exposition(health: Mapping[str, Any]) -> str:
     families: dict[str, list[str]] = {}  # a family's samples must be contiguous
     for section, label in (("collectors", "collector"), ("notifiers", "notifier")):
         for comp, comp_health in sorted(health.get(section, {}).items()):
-            if isinstance(comp_health, Mapping):
-                for leaf, value in _leaves(comp_health):
+            if not isinstance(comp_health, Mapping):
+                continue
+            per_device = bool(comp_health) and all(isinstance(v, Mapping) for v in comp_health.values())
+            # A collector's health per device ("ent/dev" -> counters) becomes a device label, so that
+            # metric names stay a fixed set however many devices there are.
+            items = sorted(comp_health.items()) if per_device else [(None, comp_health)]
+            for device, part in items:
+                labels = f'{label}="{_label(comp)}"' + ("" if device is None else f',device="{_label(device)}"')
+                for leaf, value in _leaves(part):
                     name = f"gridgate_{label}_{leaf}"
-                    families.setdefault(name, []).append(f'{name}{{{label}="{_label(comp)}"}} {_num(value)}')
+                    families.setdefault(name, []).append(f"{name}{{{labels}}} {_num(value)}")
     for name, samples in families.items():
         lines += [f"# TYPE {name} untyped", *samples]
     return "\n".join(lines) + "\n"
