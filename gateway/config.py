@@ -124,6 +124,22 @@ class AlarmsSection(Strict):
     escalate_after: EscalateAfter = EscalateAfter()
 
 
+class WebhookNotifierConfig(Strict):
+    """A webhook that receives every alarm event (of ``grids``, or of all when empty)."""
+
+    type: Literal["webhook"]
+    name: Slug
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["json", "dingtalk", "wecom"] = "json"
+    secret: str | None = None  # json: HMAC-SHA256 key; dingtalk: the robot's signing secret
+    timeout: float = Field(5.0, gt=0, le=60)
+    grids: list[Slug] = []
+
+
+# One member today; more notifier types join this union on ``type``.
+NotifierConfig = WebhookNotifierConfig
+
+
 class User(Strict):
     username: Slug
     password_hash: str
@@ -323,6 +339,7 @@ class Config(Strict):
     enterprises: list[Enterprise] = []
     devices: list[Device] = []
     points: list[Point] = []  # top-level points name their enterprise and device
+    notifiers: list[NotifierConfig] = []
 
     def device_points(self, device: ModbusDevice | MqttDevice) -> list[Point]:
         """A device's points: those nested under it and the top-level ones that name it."""
@@ -363,6 +380,13 @@ def cross_check(cfg: Config) -> list[tuple[str, str]]:
     grids = dupes("grids", [g.id for g in cfg.grids])
     enterprises = dupes("enterprises", [e.id for e in cfg.enterprises])
     dupes("users", [u.username for u in cfg.users])
+    names = [n.name for n in cfg.notifiers]
+    for i, name in enumerate(names):
+        if name in names[:i] or name == "mqtt":
+            problems.append((f"notifiers[{i}].name", f"duplicate or reserved notifier name {name!r}"))
+        for j, g in enumerate(cfg.notifiers[i].grids):
+            if g not in {gr.id for gr in cfg.grids}:
+                problems.append((f"notifiers[{i}].grids[{j}]", f"grid {g!r} does not exist"))
     for i, g in enumerate(cfg.grids):
         for j, o in enumerate(g.officers):
             if o not in officers:
