@@ -231,16 +231,23 @@ class AlarmBook:
             del self._open[key]
         return [self._event(alarm_id, "clear", ts_ms, None, None)]
 
-    def _event(self, alarm_id: int, step: str, ts_ms: int, actor: str | None, note: str | None) -> AlarmEvent:
+    def _event(self, alarm_id: int, step: str, ts_ms: int, actor: str | None, note: str | None,
+               recipients: tuple[str, ...] | None = None) -> AlarmEvent:
         alarm = self._get(alarm_id, None)
-        recipients = recipients_of(self.registry, alarm.enterprise)
+        if recipients is None:
+            recipients = recipients_of(self.registry, alarm.enterprise)
+        kind = EVENT_TYPES.get(step, step)
         snapshot = orjson.dumps(alarm.to_dict())
         cur = self._db.execute(
             "INSERT INTO events (alarm_id, type, ts, enterprise, actor, note, recipients, snapshot)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (alarm_id, EVENT_TYPES[step], ts_ms, alarm.enterprise, actor, note,
-             orjson.dumps(list(recipients)).decode(), snapshot))
-        return AlarmEvent(int(cur.lastrowid or 0), EVENT_TYPES[step], ts_ms, alarm, actor, note, recipients)
+            (alarm_id, kind, ts_ms, alarm.enterprise, actor, note, orjson.dumps(list(recipients)).decode(), snapshot))
+        return AlarmEvent(int(cur.lastrowid or 0), kind, ts_ms, alarm, actor, note, recipients)
+
+    def record(self, alarm_id: int, kind: str, ts_ms: int, note: str, recipients: tuple[str, ...]) -> AlarmEvent:
+        """An event that changes no state (``escalated``): audited like every other step."""
+        with self._lock:
+            return self._event(alarm_id, kind, ts_ms, "gateway", note, recipients)
 
     def _state(self, alarm_id: int) -> str:
         return self._db.execute("SELECT state FROM alarms WHERE id = ?", (alarm_id,)).fetchone()[0]

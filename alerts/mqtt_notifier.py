@@ -46,7 +46,12 @@ class MqttNotifier:
 
     def topics(self, event: AlarmEvent) -> list[str]:
         p = self.cfg.prefix
-        return [f"{p}/alarms/{event.alarm.grid}"] + [f"{p}/officers/{o}/alarms" for o in event.recipients]
+        topics = [f"{p}/alarms/{event.alarm.grid}"] if event.alarm.grid else []
+        for r in event.recipients:
+            kind, sep, ident = r.partition(":")
+            topics.append(f"{p}/departments/{ident}/alarms" if sep and kind == "department"
+                          else f"{p}/officers/{r}/alarms")
+        return topics
 
     def _client(self, loop: asyncio.AbstractEventLoop) -> mqtt.Client:
         url = urlsplit(self.cfg.url)

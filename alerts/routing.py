@@ -17,3 +17,17 @@ def recipients_of(registry: Registry, enterprise: str) -> tuple[str, ...]:
     if not enterprise:
         return ()
     return tuple(registry.officers_of(enterprise))
+
+
+def escalation_recipients(registry: Registry, enterprise: str, step: int) -> tuple[str, ...]:
+    """Who an unacknowledged alarm goes to at escalation ``step``: 1, the grid's responsible person
+    (an officer id); 2, the enterprise's lead department (``department:<id>``). Empty when the grid
+    has no responsible person configured: the next step still follows on time."""
+    if not enterprise:
+        return ()
+    if step == 1:
+        responsible = registry.grid_of(enterprise).responsible
+        return (responsible,) if responsible else ()
+    if step == 2:
+        return (f"department:{registry.enterprises[enterprise].lead_department}",)
+    return ()

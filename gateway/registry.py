@@ -127,7 +127,8 @@ class Registry:
         return list(self.grid_of(enterprise).officers)
 
     def grids_of_officer(self, officer: str) -> set[str]:
-        return {g.id for g in self.grids.values() if officer in g.officers}
+        """The grids an officer serves, is the responsible person of, or the contact person of."""
+        return {g.id for g in self.grids.values() if officer in g.officers or officer in (g.responsible, g.contact)}
 
     def grids_in_area(self, area: str) -> set[str]:
         """Grids whose village or community code starts with ``area`` (a district or town)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from alerts.book import AlarmBook
 from alerts.detector import Detector
+from alerts.escalation import Escalator
 from alerts.hub import AlarmHub
 from alerts.model import AlarmEvent
 from gateway.batch import Quality, ReadingBatch
@@ -52,6 +53,7 @@ class Gateway:
         self.detector = Detector(self.registry)
         self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
         self.hub = AlarmHub()
+        self.escalator = Escalator(self.book, self.registry, cfg.alarms.escalate_after)
         self.listeners: list[EventListener] = [self._log_events, self.hub.publish]
         self.secret = self._load_secret()
         self.with_collectors = collectors
@@ -136,6 +138,7 @@ class Gateway:
                 tg.create_task(self._pipeline(), name="pipeline")
                 tg.create_task(self._statuses(), name="device-status")
                 tg.create_task(self._stale_watch(), name="stale-watch")
+                tg.create_task(self._escalate(), name="escalation")
                 self._collector_tasks = [tg.create_task(c.run(), name=f"collector-{name}")
                                          for name, c in self.collectors.items()]
                 for extra in self.extra_tasks:
@@ -216,6 +219,11 @@ class Gateway:
             device = self.registry.devices[st.device_index]
             reason = st.reason or ("back online" if st.online else "device offline")
             self.dispatch(self.book.communication(device, st.online, st.ts, "offline", reason))
+
+    async def _escalate(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            self.dispatch(self.escalator.check(self.clock.now_ns() // 1_000_000))
 
     async def _stale_watch(self, period: float = 1.0) -> None:
         while True:
