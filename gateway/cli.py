@@ -14,7 +14,10 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -52,18 +55,24 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from api.server import serve_api
+def load_or_exit(path: str) -> Config:
+    """The configuration at ``path``; else every problem on standard error, and exit status 2."""
     from gateway.config import load_config
     from gateway.errors import ConfigError
-    from gateway.runtime import Gateway
 
     try:
-        cfg = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
-        for path, msg in exc.problems:
-            print(f"{args.config}: {path}: {msg}", file=sys.stderr)
-        return 2
+        for key, msg in exc.problems:
+            print(f"{path}: {key}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
+    from api.server import serve_api
+    from gateway.runtime import Gateway
+
+    cfg = load_or_exit(args.config)
     gw = Gateway(cfg, data_dir=args.data_dir)
 
     async def api(g: Gateway) -> None:

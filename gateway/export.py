@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.batch import Quality
-from gateway.config import load_config
-from gateway.errors import ConfigError, UnknownSensor
+from gateway.errors import UnknownSensor
 from gateway.influx import series_prefix
 from gateway.registry import Registry
 
@@ -80,12 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for path, msg in exc.problems:
-            print(f"{args.config}: {path}: {msg}", file=sys.stderr)
-        return 2
+    from gateway.cli import load_or_exit
+
+    cfg = load_or_exit(args.config)
     registry = Registry(cfg)
     try:
         info = registry.sensor(args.sensor)
