@@ -21,6 +21,7 @@ from alerts.model import ACKED, ACTIVE_STATES, EVENT_TYPES, NORMAL, TRANSITIONS,
 from alerts.routing import recipients_of
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
+from gateway.store import open_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -50,11 +51,8 @@ class AlarmBook:
 
     def __init__(self, path: str | Path, registry: Registry) -> None:
         self.registry = registry
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = open_wal(path, SCHEMA, "the alarm book")
         self._lock = threading.Lock()  # the API may read from worker threads
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
         self._open: dict[tuple[str, str], int] = {}  # (sensor_id, kind) -> alarm id not yet normal
         cols = ", ".join(COLUMNS)
         for row in self._db.execute(f"SELECT {cols} FROM alarms WHERE state != ?", (NORMAL,)):

@@ -26,6 +26,7 @@ import numpy as np
 
 from gateway.batch import QUALITY_DTYPE, SENSOR_DTYPE, TS_DTYPE, VALUE_DTYPE, ReadingBatch
 from gateway.errors import StoreError
+from gateway.store import open_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -89,13 +90,7 @@ class Outbox:
         self.sinks = list(sinks)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._db = open_wal(self.path, SCHEMA, "the outbox")
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()
         first_seq = int(self._db.execute("SELECT COALESCE(MIN(seq), 1) FROM batches").fetchone()[0])
         for sink in self.sinks:

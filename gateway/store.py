@@ -33,6 +33,21 @@ CREATE TABLE IF NOT EXISTS readings (
 """
 
 
+def open_wal(path: str | Path, schema: str, what: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) to a WAL database with ``schema``.
+
+    ``synchronous=NORMAL``: a commit survives a process crash; a power cut may lose the last ones.
+    """
+    try:
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {what} {path}: {exc}") from exc
+    return db
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     """What a sink did with a batch: readings stored, and readings refused with the reason."""
@@ -63,13 +78,7 @@ class SqliteStore:
     def __init__(self, path: str | Path, registry: Registry) -> None:
         self.path = str(path)
         self.registry = registry
-        try:
-            self._w = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._w.execute("PRAGMA journal_mode=WAL")
-            self._w.execute("PRAGMA synchronous=NORMAL")
-            self._w.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the readings store {self.path}: {exc}") from exc
+        self._w = open_wal(self.path, SCHEMA, "the readings store")
         known = dict(self._w.execute("SELECT sensor_id, sid FROM sensors").fetchall())
         missing = [s.sensor_id for s in registry.sensors if s.sensor_id not in known]
         if missing:
