@@ -8,8 +8,17 @@ returns the level changes as a :class:`Transitions` of arrays; what to do with t
 book, notifications) happens elsewhere.
 
 A reading of fault quality, or outside the sensor's measuring range, never counts as a process
-value: it raises a fault condition and leaves the process level as it was. Staleness is tracked
-per device (``stale_after``) from the readings seen.
+value: it raises a fault condition and leaves the process level (and the rate) as it was. For a
+4-20 mA loop point the fault commits only once faulty readings have lasted 4 s (NAMUR NE 43); a good
+reading cancels it. Staleness is tracked per device (``stale_after``) from the readings seen.
+
+Rate of change: for a point with ``rate_of_change`` (units per minute) the rate is the *rise* of the
+value over the last ``rate_window`` seconds, per minute: ``(value - lowest value in the window) * 60
+/ rate_window``. Only rises count: a falling gas concentration is recovery, and a falling oxygen
+level is the low limit's business. The window is kept per rate sensor as the minimum of each of
+``RATE_BUCKETS`` equal time buckets, so it reaches back between one window and one window plus a
+bucket; memory and work per reading are fixed however dense the readings are. The alarm is on while
+the rate exceeds the limit, behind the point's on- and off-delay.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from gateway.registry import Registry
 
 PROCESS = 0
 FAULT = 1
+RATE = 2
+LOOP_FAULT_DELAY = 4_000_000_000  # ns: a loop failure counts as a fault once it lasts 4 s (NAMUR NE 43)
+RATE_BUCKETS = 32  # a rate window is kept as this many bucket minimums (plus the current bucket)
 LEVEL_NAMES = {-2: "low_low", -1: "low", 1: "high", 2: "high_high"}
 
 
@@ -30,8 +42,10 @@ LEVEL_NAMES = {-2: "low_low", -1: "low", 1: "high", 2: "high_high"}
 class Transitions:
     """Committed changes: ``sensor[i]`` went from ``old[i]`` to ``new[i]`` at ``ts[i]``.
 
-    ``condition`` is PROCESS (levels -2..2) or FAULT (0 = no fault, 1 = fault). ``value`` is the
-    reading that committed the change and ``peak`` the most severe value since the alarm rose.
+    ``condition`` is PROCESS (levels -2..2), FAULT (0 = no fault, 1 = fault) or RATE (0 = rate
+    within its limit, 1 = rising faster). ``value`` is the reading that committed the change;
+    ``peak`` is, for PROCESS, the most severe value since the alarm rose, for FAULT the reading, and
+    for RATE the rate (units per minute) at the commit.
     """
 
     sensor: np.ndarray
@@ -82,6 +96,11 @@ class Detector:
         self.pending = np.zeros(n, dtype=np.int8)
         self.pending_since = np.zeros(n, dtype=np.int64)
         self.fault = np.zeros(n, dtype=bool)
+        self.fault_delay = np.array(
+            [LOOP_FAULT_DELAY if s.point.signal == "4-20mA" else 0 for s in sensors], dtype=np.int64
+        )
+        self.fault_pending = np.zeros(n, dtype=bool)
+        self.fault_since = np.zeros(n, dtype=np.int64)
         self.peak = np.full(n, np.nan)
         self.last_value = np.full(n, np.nan)
         self.last_ts = np.zeros(n, dtype=np.int64)
@@ -94,6 +113,23 @@ class Detector:
         self.device_stale = np.zeros(len(devices), dtype=bool)
         self.evaluated = 0
         self.out_of_order = 0
+        self._init_rate(registry)
+
+    def _init_rate(self, registry: Registry) -> None:
+        points = [s.point for s in registry.sensors]
+        self.has_rate = np.array([p.rate_of_change is not None for p in points], dtype=bool)
+        self.rate_limit = np.array([p.rate_of_change or np.nan for p in points], dtype=np.float64)
+        self.rate_window = np.array([int(p.rate_window * 1e9) for p in points], dtype=np.int64)
+        self.rate_bucket = np.maximum(self.rate_window // RATE_BUCKETS, 1)
+        self.rate_row = np.full(len(points), -1, dtype=np.int32)  # row of a rate sensor in the ring
+        rows = int(np.count_nonzero(self.has_rate))
+        self.rate_row[self.has_rate] = np.arange(rows, dtype=np.int32)
+        self.ring_min = np.full((rows, RATE_BUCKETS + 1), np.inf)
+        self.ring_id = np.full((rows, RATE_BUCKETS + 1), np.iinfo(np.int64).min, dtype=np.int64)
+        self.rate = np.zeros(len(points))  # the latest rate, units per minute
+        self.rate_on = np.zeros(len(points), dtype=bool)
+        self.rate_pending = np.zeros(len(points), dtype=bool)
+        self.rate_since = np.zeros(len(points), dtype=np.int64)
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         """Evaluate a batch; readings of one sensor are taken in the order they appear."""
@@ -117,8 +153,11 @@ class Detector:
 
         Such readings cannot change any state but the last value, so they skip the round-by-round
         evaluation; this is the common case and keeps a batch to a fixed number of numpy calls.
+        A rate sensor is never quiet: every reading of it moves its window. Nor is a sensor whose
+        loop fault is pending: a good reading cancels it.
         """
         calm = (self.level[s] == 0) & (self.pending[s] == 0) & ~self.fault[s] & (q != Quality.FAULT)
+        calm &= ~self.has_rate[s] & ~self.fault_pending[s]
         calm &= ~((v < self.range_low[s]) | (v > self.range_high[s]) | ~np.isfinite(v))
         mask = self.mask[s]
         ev = np.where(mask != 0, ((np.nan_to_num(v).astype(np.int64) & mask) != 0).astype(np.float64), v)
@@ -176,6 +215,8 @@ class Detector:
         mask = self.mask[gs]
         ev = np.where(mask != 0, ((gv.astype(np.int64) & mask) != 0).astype(np.float64), gv)
         parts.append(self._level_changes(gs, gts, ev, gv))
+        if self.has_rate[gs].any():
+            parts.append(self._rate_changes(gs, gts, gv))
 
         self.last_value[s] = v
         self.last_ts[s] = ts
@@ -183,14 +224,48 @@ class Detector:
         return Transitions.concat([p for p in parts if len(p)])
 
     def _fault_changes(self, s: np.ndarray, ts: np.ndarray, v: np.ndarray, faulty: np.ndarray) -> Transitions:
+        """Faults commit once faulty readings have lasted ``fault_delay`` (0: at once); they clear at once."""
         was = self.fault[s]
-        changed = was != faulty
-        self.fault[s] = faulty
-        c = np.flatnonzero(changed)
+        since = np.where(faulty & ~was & ~self.fault_pending[s], ts, self.fault_since[s])
+        now = faulty & (was | (ts - since >= self.fault_delay[s]))
+        self.fault_pending[s] = faulty & ~now
+        self.fault_since[s] = since
+        self.fault[s] = now
+        c = np.flatnonzero(was != now)
         return Transitions(
             s[c], ts[c], np.full(len(c), FAULT, np.int8), was[c].astype(np.int8),
-            faulty[c].astype(np.int8), v[c], v[c],
+            now[c].astype(np.int8), v[c], v[c],
         )
+
+    def _rate_of(self, s: np.ndarray, ts: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Put each reading into its sensor's window; return the rise over the window, per minute."""
+        row = self.rate_row[s]
+        bucket = ts // self.rate_bucket[s]
+        slot = bucket % (RATE_BUCKETS + 1)
+        same = self.ring_id[row, slot] == bucket
+        self.ring_min[row, slot] = np.where(same, np.minimum(self.ring_min[row, slot], v), v)
+        self.ring_id[row, slot] = bucket
+        inside = self.ring_id[row] >= (bucket - RATE_BUCKETS)[:, None]
+        lowest = np.where(inside, self.ring_min[row], np.inf).min(axis=1)
+        return (v - lowest) * 60e9 / self.rate_window[s]  # >= 0: the reading itself is in the window
+
+    def _rate_changes(self, s: np.ndarray, ts: np.ndarray, v: np.ndarray) -> Transitions:
+        """Good readings only (a faulty reading is no process value); ``s`` unique, as in a round."""
+        r = np.flatnonzero(self.has_rate[s])
+        s, ts, v = s[r], ts[r], v[r]
+        rate = self._rate_of(s, ts, v)
+        self.rate[s] = rate
+        cur = self.rate_on[s]
+        target = rate > self.rate_limit[s]
+        changed = target != cur
+        since = np.where(changed & ~self.rate_pending[s], ts, self.rate_since[s])
+        commit = changed & (ts - since >= np.where(target, self.on_delay[s], self.off_delay[s]))
+        self.rate_pending[s] = changed & ~commit
+        self.rate_since[s] = since
+        c = np.flatnonzero(commit)
+        self.rate_on[s[c]] = target[c]
+        return Transitions(s[c], ts[c], np.full(len(c), RATE, np.int8), cur[c].astype(np.int8),
+                           target[c].astype(np.int8), v[c], rate[c])
 
     def _level_changes(self, s: np.ndarray, ts: np.ndarray, ev: np.ndarray, v: np.ndarray) -> Transitions:
         cur = self.level[s]

@@ -1,12 +1,13 @@
-"""The numpy detector, table-driven: levels, deadband, delays, faults, masks, staleness."""
+"""The numpy detector, table-driven: levels, deadband, delays, faults, masks, staleness, rate of change."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from alerts.detector import FAULT, PROCESS, Detector
+from alerts.detector import FAULT, PROCESS, RATE, Detector
 from gateway.batch import Quality, ReadingBatch
+from gateway.errors import ConfigError
 from gateway.registry import Registry
 from tests.helpers import CH4, district, mqtt_device
 
@@ -138,3 +139,101 @@ def test_stale_devices() -> None:
     assert det.check_stale(140 * S)[0].tolist() == []  # once
     det.evaluate(ReadingBatch.of([0], [141 * S], [1.0]))
     assert det.check_stale(142 * S)[1].tolist() == [0]
+
+
+# Rate of change: limit 30 %LEL/min over a 10 s window, i.e. a rise of more than 5 %LEL within 10 s.
+RATE_CH4 = {**CH4, "rate_of_change": 30.0, "rate_window": 10.0}
+G, F = Quality.GOOD, Quality.FAULT
+
+RATE_CASES = [
+    # name, point overrides, values (one a second), qualities or None, expected (second, condition, old, new)
+    ("rise raises, clears when the low leaves the window", {}, [5, 5, 5] + [11] * 12, None,
+     [(3, RATE, 0, 1), (13, RATE, 1, 0)]),
+    ("slow rise stays under the limit", {}, [5 + 0.4 * i for i in range(20)], None, []),
+    ("falling does not count", {}, [20, 20, 20] + [5] * 12, None, []),
+    ("steady high value: level alarm, no rate alarm", {}, [40] * 15, None, [(0, PROCESS, 0, 1)]),
+    ("on-delay raises when it lasts", {"on_delay": 2.0}, [5, 5, 5] + [11] * 12, None,
+     [(5, RATE, 0, 1), (13, RATE, 1, 0)]),
+    ("on-delay swallows a spike", {"on_delay": 2.0}, [5, 5, 5, 11, 5, 5, 5], None, []),
+    ("off-delay holds the clear", {"off_delay": 3.0}, [5, 5, 5] + [11] * 15, None,
+     [(3, RATE, 0, 1), (16, RATE, 1, 0)]),
+    ("fault readings do not feed the rate", {}, [11, 11, 0, 11, 11], [G, G, F, G, G],
+     [(2, FAULT, 0, 1), (3, FAULT, 1, 0)]),
+    ("out-of-range readings do not feed the rate", {}, [11, -5, 11], None,
+     [(1, FAULT, 0, 1), (2, FAULT, 1, 0)]),
+    ("a rise behind a fault still counts from the good readings", {}, [5, 0, 11], [G, F, G],
+     [(1, FAULT, 0, 1), (2, FAULT, 1, 0), (2, RATE, 0, 1)]),
+]
+
+
+@pytest.mark.parametrize("name,over,values,quality,expected", RATE_CASES, ids=[c[0] for c in RATE_CASES])
+def test_rate_cases(name: str, over: dict, values: list[float], quality: list[int] | None,
+                    expected: list) -> None:
+    _, det = make([{**RATE_CH4, **over}])
+    assert feed(det, values, quality=quality) == expected
+
+
+def test_rate_transition_carries_reading_and_rate() -> None:
+    _, det = make([RATE_CH4])
+    out = [det.evaluate(ReadingBatch.of([0], [(i + 1) * S], [v])) for i, v in enumerate([5, 5, 12.5])]
+    tr = out[2]
+    assert tr.condition.tolist() == [RATE] and tr.value.tolist() == [12.5]
+    assert tr.peak[0] == pytest.approx(7.5 * 60 / 10)  # a rise of 7.5 in a 10 s window: 45 %LEL/min
+    assert det.rate_on[0] and det.level[0] == 0
+
+
+def rows(tr: object) -> list[tuple]:
+    fields = ("sensor", "ts", "condition", "old", "new", "value", "peak")
+    return sorted(zip(*(getattr(tr, f).tolist() for f in fields), strict=True))
+
+
+@pytest.mark.parametrize("sizes", [[1], [2], [7], [1000]], ids=lambda s: f"batch-{s[0]}")
+def test_rate_in_batches_equals_one_by_one(sizes: list[int]) -> None:
+    """Rate, fault and level sensors fed in batches of any size give the transitions of one-by-one."""
+    rng = np.random.default_rng(11)
+    pts = [{**RATE_CH4, "key": f"r{i}", "on_delay": float(i % 3), "off_delay": float(i % 2)} for i in range(6)]
+    pts += [{**CH4, "key": "plain"}]
+    n = 1000
+    sensor = rng.integers(0, len(pts), n)
+    ts = np.arange(n, dtype=np.int64) * (S // 8) + S
+    walk = np.zeros(len(pts))
+    value = np.empty(n)
+    for i, s in enumerate(sensor):  # a random walk per sensor: rises fast enough now and then
+        walk[s] = np.clip(walk[s] + rng.normal(0, 2.5), 0, 45)
+        value[i] = walk[s]
+    quality = np.where(rng.random(n) < 0.03, Quality.FAULT, Quality.GOOD)
+    _, one = make(pts)
+    expected = []
+    for i in range(n):
+        expected += rows(one.evaluate(ReadingBatch.of([sensor[i]], [ts[i]], [value[i]], [quality[i]])))
+    _, many = make(pts)
+    got, start = [], 0
+    while start < n:
+        end = start + sizes[0]
+        got += rows(many.evaluate(ReadingBatch.of(sensor[start:end], ts[start:end], value[start:end],
+                                                  quality[start:end])))
+        start = end
+    assert sum(1 for r in expected if r[2] == RATE) > 10
+    assert sorted(got) == sorted(expected)
+    assert np.array_equal(many.rate_on, one.rate_on) and np.array_equal(many.rate, one.rate)
+
+
+def test_rate_sensor_never_takes_the_quiet_path() -> None:
+    """A calm reading of a rate sensor in a multi-reading batch still moves its window."""
+    _, det = make([RATE_CH4, {**CH4, "key": "other"}])
+    det.evaluate(ReadingBatch.of([0, 1, 0, 1], [S, S, 2 * S, 2 * S], [5, 5, 5, 5]))
+    tr = det.evaluate(ReadingBatch.of([0, 1, 0, 1], [3 * S, 3 * S, 4 * S, 4 * S], [5, 5, 11, 5]))
+    assert tr.condition.tolist() == [RATE] and tr.ts.tolist() == [4 * S]
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"rate_of_change": 0}, "greater than 0"),
+    ({"rate_of_change": 5, "rate_window": 4000}, "less than or equal to 3600"),
+    ({"rate_of_change": 5, "rate_window": 0}, "greater than 0"),
+    ({"kind": "status", "unit": "", "rate_of_change": 5}, "rate_of_change is not for kind = 'status'"),
+])
+def test_rate_config_refusals(over: dict, msg: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        make([{**CH4, **over}])
+    assert any(p.startswith("devices[0].points[0]") and msg in m for p, m in exc.value.problems), \
+        exc.value.problems
