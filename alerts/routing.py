@@ -1,7 +1,10 @@
-"""Routing: who receives an enterprise's alarms. A pure function of the registry.
+"""Routing: who receives an enterprise's alarms. Pure functions of the registry (and the event time).
 
-An alarm goes at once to the officers of the grid the enterprise belongs to. (Escalation to the
-grid's responsible person and the lead department comes with the alarm-management issue.)
+An alarm goes at once to those officers of the enterprise's grid who are on duty at the event's
+time (``Officer.duty``, read in ``gateway.timezone``; see :mod:`gateway.duty`), and to all of the
+grid's officers when none of them is on duty. An officer without a duty schedule is always on
+duty. Unacknowledged alarms escalate to the grid's responsible person, then to the enterprise's
+lead department, whatever their duty.
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ from __future__ import annotations
 from gateway.registry import Registry
 
 
-def recipients_of(registry: Registry, enterprise: str) -> tuple[str, ...]:
-    """The officers who receive ``enterprise``'s alarms, in the grid's order.
+def recipients_of(registry: Registry, enterprise: str, at_ms: int | None = None) -> tuple[str, ...]:
+    """The officers who receive ``enterprise``'s alarms, in the grid's order: those on duty at
+    ``at_ms`` (epoch ms); all of them when none is on duty, or when ``at_ms`` is None.
 
     A gateway's own (system) alarm has no enterprise and goes to no officer: admins see it.
     """
     if not enterprise:
         return ()
-    return tuple(registry.officers_of(enterprise))
+    officers = registry.officers_of(enterprise)
+    if at_ms is None:
+        return tuple(officers)
+    return tuple(registry.duty.on_duty_among(officers, at_ms) or officers)
 
 
 def escalation_recipients(registry: Registry, enterprise: str, step: int) -> tuple[str, ...]:

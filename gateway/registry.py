@@ -21,6 +21,7 @@ from gateway.config import (
     Officer,
     Point,
 )
+from gateway.duty import DutyRoster
 from gateway.errors import RegistryError, UnknownSensor
 
 
@@ -76,6 +77,7 @@ class Registry:
         self.config = cfg
         self.grids: dict[str, Grid] = {g.id: g for g in cfg.grids}
         self.officers: dict[str, Officer] = {o.id: o for o in cfg.officers}
+        self.duty = DutyRoster(cfg.officers, cfg.gateway.tzinfo)  # parsed once: asked per alarm event
         self.departments: dict[str, Department] = {d.id: d for d in cfg.departments}
         self.enterprises: dict[str, Enterprise] = {e.id: e for e in cfg.enterprises}
         self.sensors: list[SensorInfo] = []
