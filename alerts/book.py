@@ -1,10 +1,18 @@
 """The alarm book: every alarm and every step of its life, persisted in SQLite, nothing deleted.
 
-The book turns the detector's transitions and the collectors' device status into alarms and
-events, applying the lifecycle table of :mod:`alerts.model`. Each event gets an id that increases
-across the whole book, which is what a live-stream client resumes from. The book also answers the
-API's queries (alarms by filter, events since an id, an alarm's history) within a set of
-enterprises, the caller's scope.
+The book turns the detector's transitions, the collectors' device status, operators' actions and
+public reports into alarms and events, applying the tables of :mod:`alerts.model` and nothing
+else: a pair the tables do not have raises :class:`~gateway.errors.AlarmError`. Each event gets an
+id that increases across the whole book, which is what a live-stream client resumes from.
+
+An alarm is the current alarm of its condition (a sensor's process level, its rate of change, its
+fault; a device's communication; a gateway or grid condition) until its case is closed: the
+condition coming back before that re-raises the same alarm, after that it opens a new alarm linked
+(``linked_to``) to the closed one. Devices in maintenance (out of service) and sensors suppressed
+by design keep that state on every alarm of theirs, new ones included, until it ends.
+
+The book also answers the API's queries (alarms by filter, events since an id, an alarm's
+history) within a :class:`~alerts.model.Within`, the caller's scope.
 """
 
 from __future__ import annotations
@@ -12,12 +20,33 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable
+from dataclasses import fields, replace
 from pathlib import Path
 
 import orjson
 
-from alerts.detector import FAULT, LEVEL_NAMES, Transitions
-from alerts.model import ACKED, ACTIVE_STATES, EVENT_TYPES, NORMAL, TRANSITIONS, UNACK, Alarm, AlarmEvent
+from alerts.detector import FAULT, LEVEL_NAMES, RATE, Transitions
+from alerts.model import (
+    ACTIVE_STATES,
+    CASES,
+    CLOSED,
+    EVENT_TYPES,
+    EVERYTHING,
+    HIDDEN_STATES,
+    NORMAL,
+    OUT_OF_SERVICE,
+    PRIORITY,
+    PRIORITY_NAMES,
+    RESOLVED,
+    SHELVED,
+    SUPPRESSED,
+    TRANSITIONS,
+    UNACK,
+    Alarm,
+    AlarmEvent,
+    Within,
+    next_state,
+)
 from alerts.routing import recipients_of
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
@@ -38,12 +67,46 @@ CREATE TABLE IF NOT EXISTS events (
     recipients TEXT NOT NULL, snapshot BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_alarm ON events (alarm_id);
+CREATE TABLE IF NOT EXISTS maintenance (
+    device_id TEXT PRIMARY KEY, since INTEGER NOT NULL, until INTEGER, actor TEXT NOT NULL, note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    alarm_id INTEGER PRIMARY KEY REFERENCES alarms (id), location TEXT, contact TEXT, client TEXT
+);
 """
-COLUMNS = [f for f in Alarm.__slots__]  # type: ignore[attr-defined]
+# Columns added after the first release: added to an older book when it is opened.
+ADDED_COLUMNS = {
+    "alarms": [("in_alarm", "INTEGER NOT NULL DEFAULT 1"), ("case_state", "TEXT NOT NULL DEFAULT 'open'"),
+               ("department", "TEXT"), ("shelved_until", "INTEGER"), ("closed_at", "INTEGER"),
+               ("closed_by", "TEXT"), ("linked_to", "INTEGER"), ("chattering", "INTEGER NOT NULL DEFAULT 0")],
+    "events": [("grid", "TEXT NOT NULL DEFAULT ''")],
+}
+INDEXES = """
+CREATE INDEX IF NOT EXISTS alarms_case ON alarms (case_state);
+CREATE INDEX IF NOT EXISTS alarms_grid ON alarms (grid, raised_at);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+"""
+# Alarm field -> column (the dataclass says ``case``, SQL says ``case_state``: CASE is a keyword).
+COLUMNS = ["case_state" if f.name == "case" else f.name for f in fields(Alarm)]
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM alarms"
 
 
 def _row_to_alarm(row: sqlite3.Row | tuple) -> Alarm:
-    return Alarm(*row)
+    a = Alarm(*row)
+    return replace(a, in_alarm=bool(a.in_alarm), chattering=bool(a.chattering))
+
+
+def _slot(kind: str, level: str) -> str:
+    """Which condition of a sensor an alarm is: a rate alarm lives beside a level alarm."""
+    return "rate" if level == "rate_of_change" else kind
+
+
+def _within(scope: Within | Collection[str] | None) -> Within:
+    if scope is None:
+        return EVERYTHING
+    if isinstance(scope, Within):
+        return scope
+    return Within(frozenset(scope))
 
 
 class AlarmBook:
@@ -52,33 +115,41 @@ class AlarmBook:
     def __init__(self, path: str | Path, registry: Registry) -> None:
         self.registry = registry
         self._db = open_wal(path, SCHEMA, "the alarm book")
-        self._lock = threading.Lock()  # the API may read from worker threads
-        self._open: dict[tuple[str, str], int] = {}  # (sensor_id, kind) -> alarm id not yet normal
-        cols = ", ".join(COLUMNS)
-        for row in self._db.execute(f"SELECT {cols} FROM alarms WHERE state != ?", (NORMAL,)):
+        self._migrate()
+        self._lock = threading.RLock()  # the API may read from worker threads
+        self._open: dict[tuple[str, str], int] = {}  # (sensor_id, slot) -> alarm id not closed
+        for row in self._db.execute(f"{SELECT} WHERE case_state != ?", (CLOSED,)):
             a = _row_to_alarm(row)
-            self._open[(a.sensor_id, a.kind)] = a.id
+            self._open[(a.sensor_id, _slot(a.kind, a.level))] = a.id
+        # device id -> out of service (maintenance); sensor id -> suppressed by design
+        self.maintenance: dict[str, tuple[int | None, str]] = {
+            r[0]: (r[1], r[2]) for r in self._db.execute("SELECT device_id, until, note FROM maintenance")}
+        self.suppressed: set[str] = {
+            r[0] for r in self._db.execute("SELECT DISTINCT sensor_id FROM alarms WHERE state = ? AND case_state != ?",
+                                           (SUPPRESSED, CLOSED))}
         self.raised = 0
+
+    def _migrate(self) -> None:
+        for table, cols in ADDED_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in cols:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        self._db.executescript(INDEXES)
 
     def close(self) -> None:
         self._db.close()
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- the detector and the collectors --------------------------------------------------------
 
     def apply(self, tr: Transitions) -> list[AlarmEvent]:
         """Record the detector's transitions; return the events they made, in order."""
-        events: list[AlarmEvent] = []
         if not len(tr):
-            return events
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for i in range(len(tr)):
-                    events.extend(self._apply_one(tr, i))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            return []
+        with self._tx():
+            events: list[AlarmEvent] = []
+            for i in range(len(tr)):
+                events.extend(self._apply_one(tr, i))
         return events
 
     def _apply_one(self, tr: Transitions, i: int) -> list[AlarmEvent]:
@@ -86,47 +157,40 @@ class AlarmBook:
         ts_ms = int(tr.ts[i]) // 1_000_000
         value, peak = float(tr.value[i]), float(tr.peak[i])
         old, new = int(tr.old[i]), int(tr.new[i])
-        if int(tr.condition[i]) == FAULT:
+        where = (info.enterprise, info.device, info.key, info.unit)
+        condition = int(tr.condition[i])
+        if condition == FAULT:
             if new:
-                return [self._raise(info.sensor_id, "fault", "fault", value, value, ts_ms,
-                                    info.enterprise, info.device, info.key, info.unit,
-                                    "fault quality or outside the measuring range")]
-            return self._clear(info.sensor_id, "fault", value, ts_ms)
+                return self._raise(info.sensor_id, "fault", "fault", value, value, ts_ms, *where,
+                                   "fault quality, a failed 4-20 mA loop, or outside the measuring range")
+            return self._clear(info.sensor_id, "fault", "fault", value, ts_ms)
+        if condition == RATE:
+            if new:
+                return self._raise(info.sensor_id, "process", "rate_of_change", value, peak, ts_ms, *where,
+                                   f"changing at {peak:.4g} {info.unit}/min")
+            return self._clear(info.sensor_id, "process", "rate_of_change", value, ts_ms)
         out: list[AlarmEvent] = []
         if old != 0 and (new == 0 or (old > 0) != (new > 0)):
-            out += self._clear(info.sensor_id, "process", value, ts_ms)
+            out += self._clear(info.sensor_id, "process", LEVEL_NAMES[old], value, ts_ms)
             old = 0
         if new == 0:
             return out
         if old == 0:
-            out.append(self._raise(info.sensor_id, "process", LEVEL_NAMES[new], value, peak, ts_ms,
-                                   info.enterprise, info.device, info.key, info.unit, None))
+            out += self._raise(info.sensor_id, "process", LEVEL_NAMES[new], value, peak, ts_ms, *where, None)
         else:
             step = "rise" if abs(new) > abs(old) else "lower"
-            out += self._step(info.sensor_id, "process", step, LEVEL_NAMES[new], value, peak, ts_ms)
+            out += self._step(info.sensor_id, step, LEVEL_NAMES[new], value, peak, ts_ms)
         return out
 
     def communication(self, device: DeviceInfo, online: bool, ts_ns: int, level: str,
                       reason: str) -> list[AlarmEvent]:
         """A device went offline or stale (``online=False``), or came back."""
         ts_ms = ts_ns // 1_000_000
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                if online:
-                    out = self._clear(device.device_id, "communication", None, ts_ms)
-                elif (device.device_id, "communication") in self._open and self._get_open(
-                    device.device_id, "communication"
-                ).active:
-                    out = []
-                else:
-                    out = [self._raise(device.device_id, "communication", level, None, None, ts_ms,
-                                       device.enterprise, device.id, None, "", reason)]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return out
+        with self._tx():
+            if online:
+                return self._clear(device.device_id, "communication", level, None, ts_ms)
+            return self._raise(device.device_id, "communication", level, None, None, ts_ms,
+                               device.enterprise, device.id, None, "", reason)
 
     def system(self, key: str, active: bool, ts_ns: int, level: str, value: float | None,
                reason: str) -> list[AlarmEvent]:
@@ -135,165 +199,432 @@ class AlarmBook:
         Raised once when it starts (later reports while it lasts update its value and reason, and
         make no new event), cleared when it ends. It belongs to no enterprise, so only an admin sees it.
         """
-        sensor_id = f"gateway/{key}"
-        ts_ms = ts_ns // 1_000_000
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                open_id = self._open.get((sensor_id, "system"))
-                if not active:
-                    out = self._clear(sensor_id, "system", None, ts_ms)
-                elif open_id is not None and self._state(open_id) in (UNACK, ACKED):
-                    self._db.execute("UPDATE alarms SET value = ?, reason = ?, updated_at = ? WHERE id = ?",
-                                     (value, reason, ts_ms, open_id))
-                    out = []
-                else:
-                    out = [self._raise(sensor_id, "system", level, value, value, ts_ms, "", key, None, "", reason)]
-                    self._db.execute("UPDATE alarms SET reason = ? WHERE id = ?", (reason, out[0].alarm.id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return out
+        return self._standing(f"gateway/{key}", "", "", key, active, ts_ns // 1_000_000, level, value, reason)
 
-    def acknowledge(self, alarm_id: int, actor: str, note: str, now_ms: int,
-                    enterprises: Collection[str] | None = None) -> AlarmEvent:
-        """An officer acknowledges an alarm; refused when the lifecycle does not allow it."""
-        with self._lock:
-            alarm = self._get(alarm_id, enterprises)
-            nxt = TRANSITIONS.get((alarm.state, "ack"))
-            if nxt is None:
-                raise AlarmError(f"alarm {alarm_id} is {alarm.state}: nothing to acknowledge")
-            self._db.execute("BEGIN")
-            try:
-                self._db.execute(
-                    "UPDATE alarms SET state = ?, acked_at = ?, acked_by = ?, ack_note = ?, updated_at = ?"
-                    " WHERE id = ?", (nxt, now_ms, actor, note, now_ms, alarm_id))
-                if nxt == NORMAL:
-                    self._open.pop((alarm.sensor_id, alarm.kind), None)
-                ev = self._event(alarm_id, "ack", now_ms, actor, note)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return ev
+    def flood(self, grid: str, active: bool, ts_ms: int, count: int, reason: str) -> list[AlarmEvent]:
+        """A grid in an alarm flood: one alarm for the whole flood, to the grid's officers."""
+        return self._standing(f"grid/{grid}/flood", grid, "", "flood", active, ts_ms, "flood", float(count), reason)
+
+    def _standing(self, sensor_id: str, grid: str, enterprise: str, device: str, active: bool, ts_ms: int,
+                  level: str, value: float | None, reason: str) -> list[AlarmEvent]:
+        with self._tx():
+            open_id = self._open.get((sensor_id, "system"))
+            if not active:
+                if open_id is not None:
+                    self._db.execute("UPDATE alarms SET value = COALESCE(?, value), reason = COALESCE(?, reason)"
+                                     " WHERE id = ?",
+                                     (value, reason or None, open_id))
+                return self._clear(sensor_id, "system", level, None, ts_ms)
+            if open_id is not None and self._get(open_id).in_alarm:
+                self._db.execute("UPDATE alarms SET value = ?, peak = MAX(COALESCE(peak, ?), ?), reason = ?,"
+                                 " updated_at = ? WHERE id = ?", (value, value, value, reason, ts_ms, open_id))
+                return []
+            out = self._raise(sensor_id, "system", level, value, value, ts_ms, enterprise, device, None, "",
+                              reason, grid=grid)
+            self._db.execute("UPDATE alarms SET reason = ? WHERE id = ?", (reason, out[0].alarm.id))
+            return out
+
+    # -- condition changes ----------------------------------------------------------------------
 
     def _raise(self, sensor_id: str, kind: str, level: str, value: float | None, peak: float | None,
                ts_ms: int, enterprise: str, device: str, point: str | None, unit: str,
-               reason: str | None) -> AlarmEvent:
-        key = (sensor_id, kind)
+               reason: str | None, grid: str | None = None) -> list[AlarmEvent]:
+        key = (sensor_id, _slot(kind, level))
         existing = self._open.get(key)
-        if existing is not None:  # returned-to-normal, never acknowledged: the same alarm comes back
+        if existing is not None:  # the case is still open: the same alarm comes back
+            alarm = self._get(existing)
+            if alarm.in_alarm:
+                return []  # already active (a second "offline" of the same device)
+            nxt = self._next(alarm, "raise", True)
             self._db.execute(
-                "UPDATE alarms SET state = ?, level = ?, value = ?, peak = ?, cleared_at = NULL,"
+                "UPDATE alarms SET state = ?, in_alarm = 1, level = ?, value = ?, peak = ?, cleared_at = NULL,"
                 " updated_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
-                (TRANSITIONS[(self._state(existing), "raise")], level, value, peak, ts_ms, reason, existing))
-            return self._event(existing, "raise", ts_ms, None, None)
-        grid = self.registry.enterprises[enterprise].grid if enterprise else ""
+                (nxt, level, value, peak, ts_ms, reason, existing))
+            return [self._event(existing, "raise", ts_ms, None, None)]
+        if grid is None:
+            grid = self.registry.enterprises[enterprise].grid if enterprise else ""
+        linked = self._db.execute(
+            "SELECT MAX(id) FROM alarms WHERE sensor_id = ? AND kind = ? AND case_state = ?"
+            " AND (level = 'rate_of_change') = ?", (sensor_id, kind, CLOSED, level == "rate_of_change")).fetchone()[0]
+        hidden = self._hidden_state(enterprise, device, sensor_id)
         cur = self._db.execute(
             "INSERT INTO alarms (sensor_id, enterprise, device, point, grid, kind, level, value, peak,"
-            " unit, state, raised_at, updated_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " unit, state, raised_at, updated_at, reason, in_alarm, linked_to)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)",
             (sensor_id, enterprise, device, point, grid, kind, level, value, peak, unit,
-             TRANSITIONS[(NORMAL, "raise")], ts_ms, ts_ms, reason))
+             hidden or TRANSITIONS[(NORMAL, "raise")], ts_ms, ts_ms, reason, linked))
         alarm_id = int(cur.lastrowid or 0)
         self._open[key] = alarm_id
         self.raised += 1
-        return self._event(alarm_id, "raise", ts_ms, None, None)
+        note = f"follows closed alarm {linked}" if linked else None
+        return [self._event(alarm_id, "raise", ts_ms, None, note)]
 
-    def _step(self, sensor_id: str, kind: str, step: str, level: str, value: float, peak: float,
+    def _hidden_state(self, enterprise: str, device: str, sensor_id: str) -> str | None:
+        if enterprise and f"{enterprise}/{device}" in self.maintenance:
+            return OUT_OF_SERVICE
+        if sensor_id in self.suppressed:
+            return SUPPRESSED
+        return None
+
+    def _step(self, sensor_id: str, step: str, level: str, value: float, peak: float,
               ts_ms: int) -> list[AlarmEvent]:
-        alarm_id = self._open.get((sensor_id, kind))
+        alarm_id = self._open.get((sensor_id, "process"))
         if alarm_id is None:
             return []
-        state = self._state(alarm_id)
-        nxt = TRANSITIONS.get((state, step))
-        if nxt is None:  # e.g. a rise while returned-to-normal: treat as a new raise of that alarm
-            nxt = TRANSITIONS[(state, "raise")] if (state, "raise") in TRANSITIONS else state
+        alarm = self._get(alarm_id)
+        if not alarm.in_alarm:  # the detector never steps a cleared alarm; if it does, it is a raise
+            return self._raise(sensor_id, "process", level, value, peak, ts_ms, alarm.enterprise, alarm.device,
+                               alarm.point, alarm.unit, None)
+        nxt = self._next(alarm, step, True)
         self._db.execute("UPDATE alarms SET state = ?, level = ?, value = ?, peak = ?, updated_at = ?"
                          " WHERE id = ?", (nxt, level, value, peak, ts_ms, alarm_id))
         return [self._event(alarm_id, step, ts_ms, None, None)]
 
-    def _clear(self, sensor_id: str, kind: str, value: float | None, ts_ms: int) -> list[AlarmEvent]:
-        key = (sensor_id, kind)
-        alarm_id = self._open.get(key)
+    def _clear(self, sensor_id: str, kind: str, level: str, value: float | None, ts_ms: int) -> list[AlarmEvent]:
+        alarm_id = self._open.get((sensor_id, _slot(kind, level)))
         if alarm_id is None:
             return []
-        state = self._state(alarm_id)
-        nxt = TRANSITIONS.get((state, "clear"))
-        if nxt is None:  # already returned to normal
+        alarm = self._get(alarm_id)
+        if not alarm.in_alarm:
             return []
+        nxt = self._next(alarm, "clear", False)
         # The value that cleared it is recorded; a communication alarm has none and keeps NULL.
-        self._db.execute("UPDATE alarms SET state = ?, cleared_at = ?, updated_at = ?, value = COALESCE(?, value)"
-                         " WHERE id = ?", (nxt, ts_ms, ts_ms, value, alarm_id))
-        if nxt == NORMAL:
-            del self._open[key]
+        self._db.execute("UPDATE alarms SET state = ?, in_alarm = 0, cleared_at = ?, updated_at = ?,"
+                         " value = COALESCE(?, value) WHERE id = ?", (nxt, ts_ms, ts_ms, value, alarm_id))
         return [self._event(alarm_id, "clear", ts_ms, None, None)]
 
-    def _event(self, alarm_id: int, step: str, ts_ms: int, actor: str | None, note: str | None,
-               recipients: tuple[str, ...] | None = None) -> AlarmEvent:
-        alarm = self._get(alarm_id, None)
-        if recipients is None:
-            recipients = recipients_of(self.registry, alarm.enterprise)
-        kind = EVENT_TYPES.get(step, step)
-        snapshot = orjson.dumps(alarm.to_dict())
-        cur = self._db.execute(
-            "INSERT INTO events (alarm_id, type, ts, enterprise, actor, note, recipients, snapshot)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (alarm_id, kind, ts_ms, alarm.enterprise, actor, note, orjson.dumps(list(recipients)).decode(), snapshot))
-        return AlarmEvent(int(cur.lastrowid or 0), kind, ts_ms, alarm, actor, note, recipients)
+    @staticmethod
+    def _next(alarm: Alarm, event: str, condition: bool) -> str:
+        nxt = next_state(alarm.state, event, condition)
+        if nxt is None:
+            raise AlarmError(f"alarm {alarm.id} is {alarm.state}: {EVENT_TYPES.get(event, event)} is not allowed")
+        return nxt
+
+    # -- operators' actions ----------------------------------------------------------------------
+
+    def acknowledge(self, alarm_id: int, actor: str, note: str, now_ms: int,
+                    scope: Within | Collection[str] | None = None) -> AlarmEvent:
+        """An officer acknowledges an alarm; refused when the lifecycle does not allow it."""
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            if (alarm.state, "ack") not in TRANSITIONS:
+                raise AlarmError(f"alarm {alarm_id} is {alarm.state}: nothing to acknowledge")
+            return self._ack(alarm, actor, note, now_ms)
+
+    def _ack(self, alarm: Alarm, actor: str, note: str, now_ms: int) -> AlarmEvent:
+        nxt = self._next(alarm, "ack", alarm.in_alarm)
+        self._db.execute("UPDATE alarms SET state = ?, acked_at = ?, acked_by = ?, ack_note = ?, updated_at = ?"
+                         " WHERE id = ?", (nxt, now_ms, actor, note, now_ms, alarm.id))
+        return self._event(alarm.id, "ack", now_ms, actor, note)
+
+    def shelve(self, alarm_id: int, actor: str, reason: str, until_ms: int, now_ms: int,
+               scope: Within | Collection[str] | None = None) -> AlarmEvent:
+        """Shelve an alarm until ``until_ms`` (it comes back by itself then), with a reason."""
+        if not reason.strip():
+            raise AlarmError("shelving needs a reason")
+        if until_ms <= now_ms:
+            raise AlarmError("a shelf must end in the future")
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            self._refuse_closed(alarm, "shelve")
+            nxt = self._next(alarm, "shelve", alarm.in_alarm)
+            self._db.execute("UPDATE alarms SET state = ?, shelved_until = ?, updated_at = ? WHERE id = ?",
+                             (nxt, until_ms, now_ms, alarm_id))
+            return self._event(alarm_id, "shelve", now_ms, actor, f"{reason} (until {until_ms})")
+
+    def unshelve(self, alarm_id: int, actor: str, note: str, now_ms: int,
+                 scope: Within | Collection[str] | None = None) -> AlarmEvent:
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            return self._unhide(alarm, "unshelve", actor, note, now_ms)
+
+    def _unhide(self, alarm: Alarm, event: str, actor: str, note: str, now_ms: int) -> AlarmEvent:
+        nxt = self._next(alarm, event, alarm.in_alarm)
+        # coming back to unacknowledged restarts the escalation clock: the officer sees it afresh
+        self._db.execute("UPDATE alarms SET state = ?, shelved_until = NULL, updated_at = ?,"
+                         " acked_at = CASE WHEN ? = 'unacknowledged' THEN NULL ELSE acked_at END WHERE id = ?",
+                         (nxt, now_ms, nxt, alarm.id))
+        return self._event(alarm.id, event, now_ms, actor, note)
+
+    def expire(self, now_ms: int) -> list[AlarmEvent]:
+        """Shelves and maintenance periods that ended by ``now_ms``: their alarms come back."""
+        out: list[AlarmEvent] = []
+        with self._tx():
+            rows = self._db.execute(f"{SELECT} WHERE state = ? AND shelved_until <= ?", (SHELVED, now_ms)).fetchall()
+            for row in rows:
+                out.append(self._unhide(_row_to_alarm(row), "unshelve", "gateway", "the shelf expired", now_ms))
+            for device_id, (until, _) in list(self.maintenance.items()):
+                if until is not None and until <= now_ms:
+                    out += self._end_maintenance(device_id, "gateway", "the maintenance period ended", now_ms)
+        return out
+
+    def set_maintenance(self, device: DeviceInfo, actor: str, note: str, now_ms: int,
+                        until_ms: int | None = None) -> list[AlarmEvent]:
+        """Take a device out of service: its alarms, and any it raises meanwhile, say so and are not pushed."""
+        if not note.strip():
+            raise AlarmError("maintenance needs a note: what is being done")
+        if until_ms is not None and until_ms <= now_ms:
+            raise AlarmError("maintenance must end in the future")
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO maintenance (device_id, since, until, actor, note)"
+                             " VALUES (?,?,?,?,?)", (device.device_id, now_ms, until_ms, actor, note))
+            self.maintenance[device.device_id] = (until_ms, note)
+            out = []
+            for alarm in self._open_of_device(device.enterprise, device.id):
+                if alarm.state != OUT_OF_SERVICE:
+                    self._db.execute("UPDATE alarms SET state = ?, updated_at = ? WHERE id = ?",
+                                     (self._next(alarm, "remove", alarm.in_alarm), now_ms, alarm.id))
+                    out.append(self._event(alarm.id, "remove", now_ms, actor, note))
+            return out
+
+    def end_maintenance(self, device: DeviceInfo, actor: str, note: str, now_ms: int) -> list[AlarmEvent]:
+        with self._tx():
+            if device.device_id not in self.maintenance:
+                raise AlarmError(f"device {device.device_id} is not in maintenance")
+            return self._end_maintenance(device.device_id, actor, note, now_ms)
+
+    def _end_maintenance(self, device_id: str, actor: str, note: str, now_ms: int) -> list[AlarmEvent]:
+        self._db.execute("DELETE FROM maintenance WHERE device_id = ?", (device_id,))
+        del self.maintenance[device_id]
+        enterprise, _, dev = device_id.partition("/")
+        return [self._unhide(a, "restore", actor, note, now_ms)
+                for a in self._open_of_device(enterprise, dev) if a.state == OUT_OF_SERVICE]
+
+    def suppress(self, sensor_ids: Iterable[str], on: bool, ts_ms: int, reason: str) -> list[AlarmEvent]:
+        """Suppression by design (the unit a point belongs to is shut down), or its end."""
+        out: list[AlarmEvent] = []
+        with self._tx():
+            for sid in sensor_ids:
+                if on == (sid in self.suppressed):
+                    continue
+                (self.suppressed.add if on else self.suppressed.discard)(sid)
+                for alarm in self._open_of_sensor(sid):
+                    if on and (alarm.state, "suppress") in TRANSITIONS:
+                        self._db.execute("UPDATE alarms SET state = ?, updated_at = ? WHERE id = ?",
+                                         (self._next(alarm, "suppress", alarm.in_alarm), ts_ms, alarm.id))
+                        out.append(self._event(alarm.id, "suppress", ts_ms, "gateway", reason))
+                    elif not on and alarm.state == SUPPRESSED:
+                        out.append(self._unhide(alarm, "unsuppress", "gateway", reason, ts_ms))
+        return out
+
+    def dispatch(self, alarm_id: int, actor: str, department: str, note: str, now_ms: int,
+                 scope: Within | Collection[str] | None = None) -> list[AlarmEvent]:
+        """Send an alarm's case to the lead or a cooperating department, with a note.
+
+        Dispatching an alarm nobody has acknowledged acknowledges it first (two events).
+        """
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            allowed = self._departments_for(alarm)
+            if department not in allowed:
+                raise AlarmError(f"department {department!r} cannot take alarm {alarm_id}: "
+                                 f"it goes to {', '.join(sorted(allowed)) or 'no department'}")
+            self._case_next(alarm, "dispatch")
+            out = []
+            if (alarm.state, "ack") in TRANSITIONS and alarm.state == UNACK:
+                out.append(self._ack(alarm, actor, f"acknowledged on dispatch: {note}", now_ms))
+            self._db.execute("UPDATE alarms SET case_state = 'dispatched', department = ?, updated_at = ?"
+                             " WHERE id = ?", (department, now_ms, alarm_id))
+            out.append(self._event(alarm_id, "dispatch", now_ms, actor, note,
+                                   (*self._recipients(alarm, now_ms), f"department:{department}")))
+            return out
+
+    def resolve(self, alarm_id: int, actor: str, note: str, now_ms: int,
+                scope: Within | Collection[str] | None = None, department: str | None = None) -> list[AlarmEvent]:
+        """The department reports back (or the officer handled it on the spot): the case is resolved.
+
+        ``department``, when given, must be the department the case was dispatched to. A public
+        report has no condition of its own: resolving it also ends its condition.
+        """
+        if not note.strip():
+            raise AlarmError("resolving needs a note: what was done")
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            if department is not None and alarm.department != department:
+                raise AlarmError(f"alarm {alarm_id} is not dispatched to department {department!r}")
+            self._case_next(alarm, "resolve")
+            self._db.execute("UPDATE alarms SET case_state = ?, updated_at = ? WHERE id = ?",
+                             (RESOLVED, now_ms, alarm_id))
+            out = [self._event(alarm_id, "resolve", now_ms, actor, note)]
+            if alarm.kind == "report" and alarm.in_alarm:
+                out += self._clear(alarm.sensor_id, "report", "report", None, now_ms)
+            return out
+
+    def close_case(self, alarm_id: int, actor: str, note: str, now_ms: int,
+                   scope: Within | Collection[str] | None = None) -> AlarmEvent:
+        """The officer verifies and closes: the condition must be gone and acknowledged (normal)."""
+        with self._tx():
+            alarm = self._get(alarm_id, scope)
+            self._case_next(alarm, "close")
+            if alarm.state != NORMAL:
+                raise AlarmError(f"alarm {alarm_id} is {alarm.state}: only a normal alarm (condition gone,"
+                                 " acknowledged) can be verified and closed")
+            self._db.execute("UPDATE alarms SET case_state = ?, closed_at = ?, closed_by = ?, updated_at = ?"
+                             " WHERE id = ?", (CLOSED, now_ms, actor, now_ms, alarm_id))
+            key = (alarm.sensor_id, _slot(alarm.kind, alarm.level))
+            if self._open.get(key) == alarm_id:
+                del self._open[key]
+            return self._event(alarm_id, "close", now_ms, actor, note)
+
+    @staticmethod
+    def _case_next(alarm: Alarm, action: str) -> str:
+        nxt = CASES.get((alarm.case, action))
+        if nxt is None:
+            hint = " (waiting for the department to report back)" if alarm.case == "dispatched" else ""
+            raise AlarmError(f"alarm {alarm.id} is {alarm.case}{hint}: {action} is not allowed")
+        return nxt
+
+    @staticmethod
+    def _refuse_closed(alarm: Alarm, action: str) -> None:
+        if alarm.case == CLOSED:
+            raise AlarmError(f"alarm {alarm.id} is closed: {action} is not allowed")
+
+    def _departments_for(self, alarm: Alarm) -> set[str]:
+        if alarm.enterprise:
+            ent = self.registry.enterprises[alarm.enterprise]
+            return {ent.lead_department, *ent.cooperating_departments}
+        return set(self.registry.departments)
+
+    def report(self, grid: str, enterprise: str, text: str, location: str | None, contact: str | None,
+               client: str, now_ms: int) -> AlarmEvent:
+        """A hazard report from the public: an alarm of kind ``report`` routed like any other."""
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT INTO alarms (sensor_id, enterprise, device, point, grid, kind, level, value, peak,"
+                " unit, state, raised_at, updated_at, reason, in_alarm) VALUES ('', ?, '', NULL, ?, 'report',"
+                " 'report', NULL, NULL, '', ?, ?, ?, ?, 1)", (enterprise, grid, UNACK, now_ms, now_ms, text))
+            alarm_id = int(cur.lastrowid or 0)
+            sensor_id = f"report/{alarm_id}"
+            self._db.execute("UPDATE alarms SET sensor_id = ? WHERE id = ?", (sensor_id, alarm_id))
+            self._db.execute("INSERT INTO reports (alarm_id, location, contact, client) VALUES (?,?,?,?)",
+                             (alarm_id, location, contact, client))
+            self._open[(sensor_id, "report")] = alarm_id
+            self.raised += 1
+            return self._event(alarm_id, "raise", now_ms, "public", f"location: {location}" if location else None)
+
+    def report_details(self, alarm_id: int) -> dict[str, str | None] | None:
+        with self._lock:
+            row = self._db.execute("SELECT location, contact FROM reports WHERE alarm_id = ?", (alarm_id,)).fetchone()
+        return None if row is None else {"location": row[0], "contact": row[1]}
+
+    def flag_chattering(self, alarm_id: int, ts_ms: int, note: str) -> AlarmEvent | None:
+        """Mark an alarm as chattering (once): an event in its history, counted in the statistics."""
+        with self._tx():
+            alarm = self._get(alarm_id)
+            if alarm.chattering:
+                return None
+            self._db.execute("UPDATE alarms SET chattering = 1 WHERE id = ?", (alarm_id,))
+            return self._event(alarm_id, "chattering", ts_ms, "gateway", note)
 
     def record(self, alarm_id: int, kind: str, ts_ms: int, note: str, recipients: tuple[str, ...]) -> AlarmEvent:
         """An event that changes no state (``escalated``): audited like every other step."""
         with self._lock:
             return self._event(alarm_id, kind, ts_ms, "gateway", note, recipients)
 
-    def _state(self, alarm_id: int) -> str:
-        return self._db.execute("SELECT state FROM alarms WHERE id = ?", (alarm_id,)).fetchone()[0]
+    # -- internals -------------------------------------------------------------------------------
 
-    def _get_open(self, sensor_id: str, kind: str) -> Alarm:
-        return self._get(self._open[(sensor_id, kind)], None)
+    def _tx(self) -> _Transaction:
+        return _Transaction(self)
 
-    def _get(self, alarm_id: int, enterprises: Collection[str] | None) -> Alarm:
-        row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-        if row is None or (enterprises is not None and row[2] not in enterprises):
+    def _recipients(self, alarm: Alarm, ts_ms: int) -> tuple[str, ...]:
+        if alarm.enterprise:
+            return recipients_of(self.registry, alarm.enterprise, ts_ms)
+        grid = self.registry.grids.get(alarm.grid)
+        return tuple(grid.officers) if grid is not None else ()
+
+    def _event(self, alarm_id: int, step: str, ts_ms: int, actor: str | None, note: str | None,
+               recipients: tuple[str, ...] | None = None) -> AlarmEvent:
+        alarm = self._get(alarm_id)
+        if recipients is None:
+            recipients = self._recipients(alarm, ts_ms)
+        kind = EVENT_TYPES.get(step, step)
+        snapshot = orjson.dumps(alarm.to_dict())
+        cur = self._db.execute(
+            "INSERT INTO events (alarm_id, type, ts, enterprise, grid, actor, note, recipients, snapshot)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (alarm_id, kind, ts_ms, alarm.enterprise, alarm.grid, actor, note,
+             orjson.dumps(list(recipients)).decode(), snapshot))
+        return AlarmEvent(int(cur.lastrowid or 0), kind, ts_ms, alarm, actor, note, recipients)
+
+    def _open_of_device(self, enterprise: str, device: str) -> list[Alarm]:
+        rows = self._db.execute(f"{SELECT} WHERE enterprise = ? AND device = ? AND case_state != ?",
+                                (enterprise, device, CLOSED)).fetchall()
+        return [_row_to_alarm(r) for r in rows]
+
+    def _open_of_sensor(self, sensor_id: str) -> list[Alarm]:
+        rows = self._db.execute(f"{SELECT} WHERE sensor_id = ? AND case_state != ?", (sensor_id, CLOSED)).fetchall()
+        return [_row_to_alarm(r) for r in rows]
+
+    def _get(self, alarm_id: int, scope: Within | Collection[str] | None = None) -> Alarm:
+        row = self._db.execute(f"{SELECT} WHERE id = ?", (alarm_id,)).fetchone()
+        if row is None:
             raise UnknownAlarm(f"alarm {alarm_id} not found")
-        return _row_to_alarm(row)
+        alarm = _row_to_alarm(row)
+        if not _within(scope).covers(alarm):
+            raise UnknownAlarm(f"alarm {alarm_id} not found")
+        return alarm
 
     # -- reading -------------------------------------------------------------------------------
 
-    def get(self, alarm_id: int, enterprises: Collection[str] | None = None) -> Alarm:
+    def get(self, alarm_id: int, scope: Within | Collection[str] | None = None) -> Alarm:
         with self._lock:
-            return self._get(alarm_id, enterprises)
+            return self._get(alarm_id, scope)
 
-    def list_alarms(self, enterprises: Collection[str] | None, *, state: str | None = None,
+    def list_alarms(self, scope: Within | Collection[str] | None, *, state: str | None = None,
                     grid: str | None = None, enterprise: str | None = None, since_ms: int | None = None,
+                    until_ms: int | None = None, kind: str | None = None, level: str | None = None,
+                    case: str | None = None, sensor: str | None = None, priority: str | None = None,
                     limit: int = 100, offset: int = 0) -> list[Alarm]:
-        """Alarms newest first within ``enterprises`` (None: all), filtered and paged."""
-        where, args = self._scope(enterprises)
-        if state == "active":
-            where.append(f"state IN ({', '.join('?' * len(ACTIVE_STATES))})")
-            args.extend(ACTIVE_STATES)
+        """Alarms newest first within ``scope`` (None: all), filtered and paged.
+
+        ``state`` is a state, ``active`` (unacknowledged, acknowledged or returned unacknowledged)
+        or ``hidden`` (shelved, suppressed, out of service); ``case`` a case state or ``open_cases``
+        (anything not closed); ``since``/``until`` bound the last change.
+        """
+        where, args = self._scope(scope)
+        groups = {"active": ACTIVE_STATES, "hidden": HIDDEN_STATES}
+        if state in groups:
+            where.append(f"state IN ({', '.join('?' * len(groups[state]))})")
+            args.extend(groups[state])
         elif state is not None:
             where.append("state = ?")
             args.append(state)
-        for col, val in (("grid", grid), ("enterprise", enterprise)):
+        if case == "open_cases":
+            where.append("case_state != ?")
+            args.append(CLOSED)
+        elif case is not None:
+            where.append("case_state = ?")
+            args.append(case)
+        for col, val in (("grid", grid), ("enterprise", enterprise), ("kind", kind), ("level", level),
+                         ("sensor_id", sensor)):
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
+        if priority is not None:
+            levels = [lv for lv, p in PRIORITY.items() if PRIORITY_NAMES[p] == priority]
+            if priority == "low":
+                where.append(f"level NOT IN ({', '.join('?' * len(PRIORITY))})")
+                args.extend(PRIORITY)
+            else:
+                where.append(f"level IN ({', '.join('?' * len(levels))})")
+                args.extend(levels)
         if since_ms is not None:
             where.append("updated_at >= ?")
             args.append(since_ms)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM alarms"
+        if until_ms is not None:
+            where.append("updated_at <= ?")
+            args.append(until_ms)
+        sql = SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY raised_at DESC, id DESC LIMIT ? OFFSET ?"
         with self._lock:
             return [_row_to_alarm(r) for r in self._db.execute(sql, (*args, limit, offset))]
 
-    def events_since(self, last_id: int, enterprises: Collection[str] | None,
+    def events_since(self, last_id: int, scope: Within | Collection[str] | None,
                      limit: int = 1000) -> list[AlarmEvent]:
-        """Events after ``last_id`` within ``enterprises``, oldest first: what a resuming client missed."""
-        where, args = self._scope(enterprises)
+        """Events after ``last_id`` within ``scope``, oldest first: what a resuming client missed."""
+        where, args = self._scope(scope, events=True)
         where.append("id > ?")
         sql = ("SELECT id, type, ts, actor, note, recipients, snapshot FROM events WHERE "
                + " AND ".join(where) + " ORDER BY id LIMIT ?")
@@ -301,13 +632,18 @@ class AlarmBook:
             rows = self._db.execute(sql, (*args, last_id, limit)).fetchall()
         return [self._row_to_event(r) for r in rows]
 
-    def history(self, alarm_id: int, enterprises: Collection[str] | None = None) -> list[AlarmEvent]:
-        self.get(alarm_id, enterprises)
+    def history(self, alarm_id: int, scope: Within | Collection[str] | None = None) -> list[AlarmEvent]:
+        self.get(alarm_id, scope)
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, type, ts, actor, note, recipients, snapshot FROM events WHERE alarm_id = ?"
                 " ORDER BY id", (alarm_id,)).fetchall()
         return [self._row_to_event(r) for r in rows]
+
+    def read(self, sql: str, args: Iterable[object] = ()) -> list[tuple]:
+        """A read-only query over the book's tables (statistics)."""
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
 
     def last_event_id(self) -> int:
         with self._lock:
@@ -322,13 +658,44 @@ class AlarmBook:
         return AlarmEvent(r[0], r[1], r[2], alarm, r[3], r[4], tuple(orjson.loads(r[5])))
 
     @staticmethod
-    def _scope(enterprises: Iterable[str] | None) -> tuple[list[str], list[object]]:
-        if enterprises is None:
+    def _scope(scope: Within | Collection[str] | None, events: bool = False) -> tuple[list[str], list[object]]:
+        w = _within(scope)
+        if w.enterprises is None:
             return [], []
-        ents = sorted(enterprises)
-        if not ents:
+        ors, args = [], []
+        ents = sorted(w.enterprises)
+        if ents:
+            ors.append(f"enterprise IN ({', '.join('?' * len(ents))})")
+            args.extend(ents)
+        grids = sorted(w.grids)
+        if grids:
+            ors.append(f"(enterprise = '' AND grid IN ({', '.join('?' * len(grids))}))")
+            args.extend(grids)
+        if w.department is not None:
+            col = "alarm_id" if events else "id"
+            ors.append(f"{col} IN (SELECT id FROM alarms WHERE department = ?)")
+            args.append(w.department)
+        if not ors:
             return ["0"], []
-        return [f"enterprise IN ({', '.join('?' * len(ents))})"], list(ents)
+        return ["(" + " OR ".join(ors) + ")"], args
 
 
+class _Transaction:
+    """``with book._tx():`` one SQLite transaction under the book's lock (nested: joins the outer)."""
 
+    def __init__(self, book: AlarmBook) -> None:
+        self.book = book
+        self.outer = False
+
+    def __enter__(self) -> None:
+        self.book._lock.acquire()
+        self.outer = not self.book._db.in_transaction
+        if self.outer:
+            self.book._db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if self.outer:
+                self.book._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.book._lock.release()

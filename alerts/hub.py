@@ -10,20 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from alerts.model import AlarmEvent
+from alerts.model import AlarmEvent, Within
 
 
 class Subscription:
-    """One live subscriber: events of its enterprises (None: all) in a bounded queue."""
+    """One live subscriber: the events within its scope (None: all) in a bounded queue."""
 
-    def __init__(self, hub: AlarmHub, enterprises: Collection[str] | None, maxsize: int) -> None:
+    def __init__(self, hub: AlarmHub, scope: Within | Collection[str] | None, maxsize: int) -> None:
         self.hub = hub
-        self.enterprises = None if enterprises is None else frozenset(enterprises)
+        self.scope = scope if isinstance(scope, Within) else Within(None if scope is None else frozenset(scope))
         self.queue: asyncio.Queue[AlarmEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
 
     def wants(self, event: AlarmEvent) -> bool:
-        return self.enterprises is None or event.alarm.enterprise in self.enterprises
+        return self.scope.covers(event.alarm)
 
     def offer(self, event: AlarmEvent) -> None:
         if self.overflowed:
@@ -62,8 +62,8 @@ class AlarmHub:
         self.delivered = 0
         self.overflows = 0
 
-    def subscribe(self, enterprises: Collection[str] | None) -> Subscription:
-        sub = Subscription(self, enterprises, self.queue_size)
+    def subscribe(self, scope: Within | Collection[str] | None) -> Subscription:
+        sub = Subscription(self, scope, self.queue_size)
         self._subs.add(sub)
         return sub
 

@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from alerts.model import Within
 from api.auth import CurrentUser
 from api.deps import GatewayDep
 from gateway.config import User
@@ -27,10 +28,21 @@ from gateway.registry import Registry
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What a caller may see: enterprise and grid ids, or None for everything (admin)."""
+    """What a caller may see: enterprise and grid ids, or None for everything (admin).
+
+    Alarms are seen through :attr:`within`: those of the enterprises, plus the enterprise-less
+    alarms (public reports, floods) of the grids a supervisor or officer serves, plus those
+    dispatched to a department login's department.
+    """
 
     enterprises: frozenset[str] | None
     grids: frozenset[str] | None
+    alarm_grids: frozenset[str] = frozenset()
+    department: str | None = None
+
+    @property
+    def within(self) -> Within:
+        return Within(self.enterprises, self.alarm_grids, self.department)
 
     @property
     def everything(self) -> bool:
@@ -77,9 +89,11 @@ def scope_of(registry: Registry, user: User) -> Scope:
             grids = registry.grids_in_area(user.area) if user.area else set()
         else:
             grids = registry.grids_of_officer(user.officer) if user.officer else set()
-        return Scope(frozenset(registry.enterprises_in_grids(grids)), frozenset(grids))
+        return Scope(frozenset(registry.enterprises_in_grids(grids)), frozenset(grids), frozenset(grids))
     if user.role == "department":
         ents = registry.enterprises_of_department(user.department or "")
+        return Scope(frozenset(ents), frozenset(registry.enterprises[e].grid for e in ents),
+                     department=user.department)
     else:  # enterprise
         ents = {user.enterprise} if user.enterprise in registry.enterprises else set()
     return Scope(frozenset(ents), frozenset(registry.enterprises[e].grid for e in ents))

@@ -11,9 +11,11 @@ import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.duty import DutyEntry, TimeZoneName, time_zone
 from gateway.errors import ConfigError
 from gateway.standards import (
     DEFAULT_RANGES,
@@ -61,6 +63,11 @@ class Strict(BaseModel):
 class GatewaySection(Strict):
     id: Slug = "gridgate"
     data_dir: str = "data"
+    timezone: TimeZoneName = "Asia/Shanghai"  # IANA name; officers' duty schedules are read in it
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return time_zone(self.timezone)
 
 
 class MqttSection(Strict):
@@ -120,8 +127,25 @@ class EscalateAfter(Strict):
     other: float = Field(3600, gt=0)
 
 
+class FloodSection(Strict):
+    """An alarm flood (EEMUA 191): more than ``alarms`` new alarms in ``window`` seconds in one grid."""
+
+    alarms: int = Field(10, ge=1)
+    window: float = Field(600, gt=0)
+
+
+class ChatterSection(Strict):
+    """A chattering alarm: ``cycles`` raise/clear cycles or more within ``window`` seconds."""
+
+    cycles: int = Field(3, ge=2)
+    window: float = Field(60, gt=0)
+
+
 class AlarmsSection(Strict):
     escalate_after: EscalateAfter = EscalateAfter()
+    max_shelve: float = Field(8 * 3600, gt=0, le=7 * 86400)  # the longest shelf, seconds
+    flood: FloodSection = FloodSection()
+    chatter: ChatterSection = ChatterSection()
 
 
 class WebhookNotifierConfig(Strict):
@@ -168,6 +192,7 @@ class Officer(Strict):
     id: Slug
     name: str
     phone: str | None = None
+    duty: list[DutyEntry] = []  # e.g. "mon-fri 08:00-18:00" (grammar: gateway/duty.py); none: always on duty
 
 
 class Grid(Strict):
@@ -204,6 +229,11 @@ class Point(Strict):
     on_delay: float = Field(0.0, ge=0)
     off_delay: float = Field(0.0, ge=0)
     alarm_mask: int | None = Field(None, ge=1, le=0xFFFF_FFFF)  # status: bits that mean fault/trip
+    # "4-20mA": the collector delivers the loop current (after scale/offset); the intake converts it
+    # to engineering units over the measuring range (NAMUR NE 43).
+    signal: Literal["value", "4-20mA"] = "value"
+    rate_of_change: float | None = Field(None, gt=0)  # units per minute: alarm on a faster rise
+    rate_window: float = Field(60.0, gt=0, le=3600)  # seconds the rise is measured over
     # Modbus addressing (ignored for MQTT devices, required for Modbus ones)
     register_type: RegisterType | None = Field(None, alias="register")
     address: int | None = Field(None, ge=0, le=65535)
@@ -233,6 +263,7 @@ class Point(Strict):
         lo, hi = self.effective_range()
         if lo is not None and hi is not None and not lo < hi:
             raise ValueError(f"range_low ({lo:g}) must be below range_high ({hi:g})")
+        self._check_signal(lo, hi)
         limits = self.effective_limits()
         problems = looser_than_standard(self.kind, self._explicit_limits(), self.standard())
         ordered = [(k, limits[k]) for k in LIMIT_KEYS if k in limits]
@@ -244,6 +275,16 @@ class Point(Strict):
             raise ValueError("; ".join(problems))
         self._check_modbus_shape()
         return self
+
+    def _check_signal(self, lo: float | None, hi: float | None) -> None:
+        if self.signal == "4-20mA":
+            if self.kind == "status":
+                raise ValueError("signal = '4-20mA' is not for kind = 'status'")
+            if lo is None or hi is None:
+                raise ValueError(f"signal = '4-20mA' needs a measuring range to scale the loop current: "
+                                 f"set range_low and range_high (kind {self.kind} has no default range)")
+        if self.rate_of_change is not None and self.kind == "status":
+            raise ValueError("rate_of_change is not for kind = 'status'")
 
     def _check_modbus_shape(self) -> None:
         if self.register_type is None:

@@ -25,10 +25,11 @@ from alerts.detector import Detector
 from alerts.escalation import Escalator
 from alerts.hub import AlarmHub
 from alerts.model import AlarmEvent
+from alerts.noise import NoiseMonitor
 from gateway.batch import Quality, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.intake import Intake
+from gateway.intake import Intake, LoopConversion
 from gateway.registry import Registry
 from gateway.storage import Storage
 
@@ -49,12 +50,16 @@ class Gateway:
         self.registry = Registry(cfg)
         self.storage = Storage(cfg, self.registry, self.data_dir, self._data_lost, self._data_flowing)
         self.store = self.storage.store
-        self.intake = Intake(accept=self.storage.accept)
+        self.intake = Intake(accept=self.storage.accept, loop=LoopConversion.from_registry(self.registry))
         self.detector = Detector(self.registry)
         self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
         self.hub = AlarmHub()
         self.escalator = Escalator(self.book, self.registry, cfg.alarms.escalate_after)
+        self.noise = NoiseMonitor(self.book, cfg.alarms.flood, cfg.alarms.chatter)
+        # Listeners see every event (the log, the live stream); pushers (MQTT, webhooks) only those
+        # that are pushed: not what a flood, a chattering alarm or a shelf holds back.
         self.listeners: list[EventListener] = [self._log_events, self.hub.publish]
+        self.pushers: list[EventListener] = []
         self.secret = self._load_secret()
         self.with_collectors = collectors
         self.collectors: dict[str, Any] = {}
@@ -84,15 +89,26 @@ class Gateway:
     def add_listener(self, listener: EventListener) -> None:
         self.listeners.append(listener)
 
+    def add_pusher(self, pusher: EventListener) -> None:
+        self.pushers.append(pusher)
+
     def dispatch(self, events: list[AlarmEvent]) -> None:
-        """Hand alarm events to the live hub and every notifier; none of them may block."""
+        """Hand alarm events to the live hub and every notifier; none of them may block.
+
+        The noise monitor sees them first: it may add a flood or chattering event, and it says
+        which of them the pushers get.
+        """
         if not events:
             return
-        for listener in self.listeners:
-            try:
-                listener(events)
-            except Exception:  # a broken notifier must not stop the pipeline
-                log.exception("alarm listener %r failed", listener)
+        events, push = self.noise.observe(events)
+        for targets, batch in ((self.listeners, events), (self.pushers, push)):
+            if not batch:
+                continue
+            for listener in targets:
+                try:
+                    listener(batch)
+                except Exception:  # a broken notifier must not stop the pipeline
+                    log.exception("alarm listener %r failed", listener)
 
     def _build_collectors(self) -> None:
         from collectors.modbus import ModbusCollector
@@ -110,7 +126,7 @@ class Gateway:
         for n in self.config.notifiers:
             hook = WebhookNotifier(n.name, n.url, n.format, secret=n.secret, timeout=n.timeout, clock=self.clock)
             self.notifiers[n.name] = hook
-            self.add_listener(hook.offer if not n.grids else _for_grids(hook.offer, frozenset(n.grids)))
+            self.add_pusher(hook.offer if not n.grids else _for_grids(hook.offer, frozenset(n.grids)))
 
     def _build_notifiers(self) -> None:
         from alerts.mqtt_notifier import MqttNotifier
@@ -118,7 +134,7 @@ class Gateway:
         client_id = (self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}") + "-alarms"
         notifier = MqttNotifier(self.config.mqtt, client_id)
         self.notifiers["mqtt"] = notifier
-        self.add_listener(notifier.offer)
+        self.add_pusher(notifier.offer)
 
     async def run(self, api: Callable[[Gateway], Awaitable[None]] | None = None) -> None:
         """Run until cancelled; ``api`` (given the gateway) is started last, if given."""
@@ -221,9 +237,16 @@ class Gateway:
             self.dispatch(self.book.communication(device, st.online, st.ts, "offline", reason))
 
     async def _escalate(self, period: float = 1.0) -> None:
+        """Every second: escalations due, shelves and maintenance that ended, floods that calmed."""
         while True:
             await asyncio.sleep(period)
-            self.dispatch(self.escalator.check(self.clock.now_ns() // 1_000_000))
+            self.tick(self.clock.now_ns() // 1_000_000)
+
+    def tick(self, now_ms: int) -> None:
+        """The time-driven part of alarm management at ``now_ms`` (tests call it with a manual clock)."""
+        self.dispatch(self.book.expire(now_ms))
+        self.dispatch(self.escalator.check(now_ms))
+        self.dispatch(self.noise.tick(now_ms))
 
     async def _stale_watch(self, period: float = 1.0) -> None:
         while True:
@@ -241,8 +264,13 @@ class Gateway:
     # -- read side, for the API ----------------------------------------------------------------
 
     def sensor_state(self, index: int) -> str:
-        """A sensor's state now: no_data, fault, stale, normal, or its alarm level."""
+        """A sensor's state now: out_of_service, suppressed, no_data, fault, stale, normal, or its level."""
         d = self.detector
+        info = self.registry.sensors[index]
+        if f"{info.enterprise}/{info.device}" in self.book.maintenance:
+            return "out_of_service"
+        if info.sensor_id in self.book.suppressed:
+            return "suppressed"
         if d.last_ts[index] == 0:
             return "no_data"
         if d.device_stale[d.device_of[index]]:
@@ -264,6 +292,9 @@ class Gateway:
             "storage": self.storage.health(),
             "collectors": {name: c.health() for name, c in self.collectors.items()},
             "notifiers": {name: n.health() for name, n in self.notifiers.items()},
+            "alarms": {"floods": self.noise.counters.floods, "chattering": self.noise.counters.chattering,
+                       "held_back": self.noise.counters.held, "flooding": sorted(self.noise._floods),
+                       "escalated": self.escalator.escalated, "in_maintenance": sorted(self.book.maintenance)},
             "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,
                      "delivered": self.hub.delivered, "overflows": self.hub.overflows},
         }

@@ -58,7 +58,7 @@ def test_ack_lifecycle_and_refusals(tmp_path: Path, reg: Registry) -> None:
     run(det, book, [1], t0=20 * S)
     assert book.get(raised.alarm.id).state == "normal"
     with pytest.raises(UnknownAlarm):
-        book.acknowledge(raised.alarm.id, "o2", "", 8000, enterprises={"e2"})
+        book.acknowledge(raised.alarm.id, "o2", "", 8000, {"e2"})
     history = [e.type for e in book.history(raised.alarm.id)]
     assert history == ["raised", "acknowledged", "rose", "acknowledged", "cleared"]
 

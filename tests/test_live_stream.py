@@ -57,7 +57,7 @@ def close_code(ws: ClientConnection) -> int:
 def scoped_ids(server: ApiServer, user: str, after: int) -> list[int]:
     login = next(u for u in server.gw.config.users if u.username == user)
     scope = scope_of(server.gw.registry, login)
-    return [e.id for e in server.gw.book.events_since(after, scope.enterprises, 100_000)]
+    return [e.id for e in server.gw.book.events_since(after, scope.within, 100_000)]
 
 
 def test_events_outside_the_scope_are_never_sent(server: ApiServer):

@@ -68,7 +68,7 @@ async def live(ws: WebSocket, gateway: GatewayDep) -> None:
         await ws.close(CLOSE_POLICY, "last_event_id must be a non-negative integer")
         return
     scope = scope_of(gateway.registry, user)
-    with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.enterprises) as sub:
+    with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.within) as sub:
         head = gateway.book.last_event_id()  # on the loop, right after subscribing: nothing in between
         await ws.accept()
         pump = asyncio.create_task(_pump(ws, gateway, scope, sub, head, last_id))
@@ -90,7 +90,7 @@ async def _pump(ws: WebSocket, gateway: Gateway, scope: Scope, sub: Subscription
     if last_id is not None:
         last = min(last_id, head)  # an id beyond the head is from another book: start from now
         while True:
-            page = await run_in_threadpool(gateway.book.events_since, last, scope.enterprises, REPLAY_PAGE)
+            page = await run_in_threadpool(gateway.book.events_since, last, scope.within, REPLAY_PAGE)
             for event in page:
                 await ws.send_text(event.to_json().decode())
                 last = event.id
@@ -101,7 +101,7 @@ async def _pump(ws: WebSocket, gateway: Gateway, scope: Scope, sub: Subscription
         if event is None:
             await ws.close(CLOSE_RESUME, "fell behind: reconnect with last_event_id")
             return
-        if event.id <= last or not scope.has_enterprise(event.alarm.enterprise):
+        if event.id <= last or not scope.within.covers(event.alarm):
             continue
         await ws.send_text(event.to_json().decode())
         last = event.id
