@@ -16,7 +16,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.routes import alarms, auth, console, health, live, me, sensors
+from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats
 from gateway.errors import AlarmError, RegistryError, StoreError, UnknownAlarm
 from gateway.runtime import Gateway
 
@@ -51,7 +51,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     for exc_type, code in ERROR_STATUS:
         app.add_exception_handler(exc_type, _error_handler(code))
-    for module in (auth, me, alarms, sensors, health, live):
+    for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     return app

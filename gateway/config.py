@@ -104,6 +104,7 @@ class StorageSection(Strict):
 class ApiSection(Strict):
     listen: str = "127.0.0.1:8000"
     token_ttl: int = Field(12 * 3600, ge=60)
+    reports_per_hour: int = Field(10, ge=1)  # public hazard reports accepted per client address
 
     @model_validator(mode="after")
     def _listen(self) -> ApiSection:
@@ -234,6 +235,9 @@ class Point(Strict):
     signal: Literal["value", "4-20mA"] = "value"
     rate_of_change: float | None = Field(None, gt=0)  # units per minute: alarm on a faster rise
     rate_window: float = Field(60.0, gt=0, le=3600)  # seconds the rise is measured over
+    # A status point of the same device; while it reads 0 (the unit is stopped) this point's
+    # alarms are suppressed by design (ISA-18.2), and return by their condition when it runs again.
+    suppressed_by: Slug | None = None
     # Modbus addressing (ignored for MQTT devices, required for Modbus ones)
     register_type: RegisterType | None = Field(None, alias="register")
     address: int | None = Field(None, ge=0, le=65535)
@@ -455,6 +459,13 @@ def cross_check(cfg: Config) -> list[tuple[str, str]]:
         seen_devices.add((d.enterprise, d.id))
         device_owner.setdefault(d.id, []).append(d.enterprise)
         keys: set[str] = set()
+        kinds = {p.key: p.kind for p in cfg.device_points(d)}
+        for j, p in enumerate(cfg.device_points(d)):
+            if p.suppressed_by is not None:
+                where = f"devices[{i}].points[{j}]" if j < len(d.points) else "points"
+                if kinds.get(p.suppressed_by) != "status" or p.suppressed_by == p.key:
+                    problems.append((f"{where}.suppressed_by", f"suppressed_by must name another status point"
+                                     f" of {d.enterprise}/{d.id}, not {p.suppressed_by!r}"))
         for j, p in enumerate(cfg.device_points(d)):
             where = f"devices[{i}].points[{j}]" if j < len(d.points) else "points"
             if p.key in keys:

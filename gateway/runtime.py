@@ -68,6 +68,7 @@ class Gateway:
         self.started = asyncio.Event()
         self.evaluated = 0
         self.out_of_range = 0
+        self._suppressors = self._build_suppressors()
         self._evaluating = False
         self._collector_tasks: list[asyncio.Task] = []
 
@@ -197,11 +198,37 @@ class Gateway:
                 parts.append(b)
                 size += len(b)
             batch = self.check_range(ReadingBatch.concat(parts))
+            if self._suppressors[0].size:  # before the transitions: a unit stopping hides what follows
+                self._follow_suppressors(batch)
             transitions = self.detector.evaluate(batch)
             self.evaluated += len(batch)
             if len(transitions):
                 self.dispatch(self.book.apply(transitions))
             self._evaluating = False
+
+    def _build_suppressors(self) -> tuple[np.ndarray, dict[int, list[str]], dict[int, bool]]:
+        """Status points that suppress others by design (``suppressed_by``): their sensor indexes,
+        the sensors each one suppresses, and whether its unit is stopped now."""
+        reg = self.registry
+        by: dict[int, list[str]] = {}
+        for info in reg.sensors:
+            if info.point.suppressed_by:
+                key = f"{info.enterprise}/{info.device}/{info.point.suppressed_by}"
+                by.setdefault(reg.sensor_index(key), []).append(info.sensor_id)
+        stopped = {i: any(sid in self.book.suppressed for sid in sids) for i, sids in by.items()}
+        return np.array(sorted(by), dtype=np.int32), by, stopped
+
+    def _follow_suppressors(self, batch: ReadingBatch) -> None:
+        indexes, by, stopped = self._suppressors
+        hit = np.flatnonzero(np.isin(batch.sensor, indexes) & (batch.quality != Quality.FAULT))
+        for k in hit:  # in order: the last reading of a status point decides
+            i = int(batch.sensor[k])
+            off = float(batch.value[k]) == 0.0
+            if off != stopped[i]:
+                stopped[i] = off
+                unit = self.registry.sensors[i].sensor_id
+                reason = f"{unit} reads 0: the unit is stopped" if off else f"{unit} runs again"
+                self.dispatch(self.book.suppress(by[i], off, int(batch.ts[k]) // 1_000_000, reason))
 
     def check_range(self, batch: ReadingBatch) -> ReadingBatch:
         """Mark readings outside their sensor's measuring range as faults, and count them."""

@@ -79,8 +79,10 @@ def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condi
 class ApiServer:
     """A gateway with its API on a free port, run in a background thread's event loop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, collectors: bool = False) -> None:
         self.data_dir = data_dir
+        self.config = config if config is not None else make_config()
+        self.collectors = collectors
         self.port = free_port()
         self.gw: Gateway
         self.loop: asyncio.AbstractEventLoop
@@ -112,7 +114,7 @@ class ApiServer:
 
     async def _main(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.gw = Gateway(parse_config(make_config()), data_dir=self.data_dir, collectors=False)
+        self.gw = Gateway(parse_config(self.config), data_dir=self.data_dir, collectors=self.collectors)
         started = asyncio.Event()
         self.task = asyncio.create_task(
             self.gw.run(api=lambda gw: serve_api(gw, "127.0.0.1", self.port, started)))
