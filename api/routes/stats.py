@@ -1,0 +1,7 @@
+"""Alarm statistics (placeholder while being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["stats"])
