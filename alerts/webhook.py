@@ -45,12 +45,18 @@ RATE_LIMIT_ERRCODES: dict[str, frozenset[int]] = {"dingtalk": frozenset({130101}
 RETRY_AFTER_MAX = 3600.0  # a Retry-After beyond an hour is a receiver bug, not a plan
 
 LEVEL_ZH = {"high_high": "高高报", "high": "高报", "low": "低报", "low_low": "低低报", "fault": "故障",
-            "offline": "离线", "stale": "数据中断", "data_loss": "数据丢失"}
-KIND_ZH = {"process": "气体报警", "fault": "传感器故障", "communication": "通信中断", "system": "系统报警"}
+            "offline": "离线", "stale": "数据中断", "data_loss": "数据丢失", "rate_of_change": "变化速率报警",
+            "flood": "报警泛滥", "report": "群众举报", "maintenance": "设备检修"}
+KIND_ZH = {"process": "气体报警", "fault": "传感器故障", "communication": "通信中断", "system": "系统报警",
+           "report": "隐患举报"}
 EVENT_ZH = {"raised": "新报警", "rose": "报警升级", "lowered": "报警降级", "cleared": "已恢复正常",
-            "acknowledged": "已确认"}
+            "acknowledged": "已确认", "escalated": "超时升级", "shelved": "已搁置", "unshelved": "取消搁置",
+            "suppressed": "已抑制", "unsuppressed": "取消抑制", "out_of_service": "停用检修",
+            "returned_to_service": "恢复投用", "dispatched": "已派遣", "resolved": "已反馈处置结果",
+            "closed": "已核查结案", "chattering": "频繁报警"}
 STATE_ZH = {"normal": "正常", "unacknowledged": "未确认", "acknowledged": "已确认",
-            "rtn_unacknowledged": "已恢复、未确认"}
+            "rtn_unacknowledged": "已恢复、未确认", "shelved": "已搁置", "suppressed": "已抑制",
+            "out_of_service": "停用检修"}
 
 
 @dataclass(frozen=True, slots=True)
