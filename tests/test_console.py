@@ -44,13 +44,27 @@ def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: 
             row = page.locator("#alarms tr").first
             expect(row).to_contain_text("hengyuan/gas/ch4")
             expect(row).to_contain_text("high")
-            page.on("dialog", lambda d: d.accept("going to site"))
-            row.get_by_role("button").click()
+            answers = ["going to site", "fire", "please inspect the valve", "verified on site"]
+            page.on("dialog", lambda d: d.accept(answers.pop(0)))
+            row.get_by_role("button", name="确认 Ack").click()
             expect(page.locator("#alarms tr").first).to_contain_text("zhang")
-            page.screenshot(path=str(tmp_path / "console.png"))
             assert page.locator("#alarms tr").count() == 1
+            # dispatch to a cooperating department, then the gas clears and the officer closes
+            row.get_by_role("button", name="派遣 Dispatch").click()
+            expect(page.locator("#alarms tr").first).to_contain_text("dispatched → fire")
+            srv.gw.book.resolve(alarm["id"], "fire", "valve replaced", srv.gw.clock.now_ns() // 1_000_000)
+            srv.submit({"hengyuan/gas/ch4": 0.0})  # cleared: the live stream brings the normal state
+            close = page.locator("#alarms tr").first.get_by_role("button", name="结案 Close")
+            expect(close).to_be_visible()
+            close.click()
+            expect(page.locator("#alarms tr").first).to_contain_text("closed")
+            page.screenshot(path=str(tmp_path / "console.png"))
+            assert answers == []
         finally:
             browser.close()
     acked = wait_until(lambda: srv.gw.book.get(alarm["id"]).acked_by == "zhang", what="the ack")
     assert acked
-    assert srv.gw.book.get(alarm["id"]).ack_note == "going to site"
+    a = srv.gw.book.get(alarm["id"])
+    assert (a.ack_note, a.department, a.case, a.closed_by) == ("going to site", "fire", "closed", "zhang")
+    notes = [(e.type, e.note) for e in srv.gw.book.history(alarm["id"])]
+    assert ("dispatched", "please inspect the valve") in notes and ("closed", "verified on site") in notes
