@@ -70,6 +70,9 @@ CREATE INDEX IF NOT EXISTS events_alarm ON events (alarm_id);
 CREATE TABLE IF NOT EXISTS maintenance (
     device_id TEXT PRIMARY KEY, since INTEGER NOT NULL, until INTEGER, actor TEXT NOT NULL, note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suppression (
+    sensor_id TEXT PRIMARY KEY, since INTEGER NOT NULL, reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reports (
     alarm_id INTEGER PRIMARY KEY REFERENCES alarms (id), location TEXT, contact TEXT, client TEXT
 );
@@ -121,10 +124,11 @@ class AlarmBook:
         for row in self._db.execute(f"{SELECT} WHERE case_state != ?", (CLOSED,)):
             a = _row_to_alarm(row)
             self._open[(a.sensor_id, _slot(a.kind, a.level))] = a.id
-        # device id -> out of service (maintenance); sensor id -> suppressed by design
+        # device id -> out of service (maintenance); sensor id -> suppressed by design. Suppression
+        # is kept in its own table (a book older than that table: the sensors of suppressed alarms).
         self.maintenance: dict[str, tuple[int | None, str]] = {
             r[0]: (r[1], r[2]) for r in self._db.execute("SELECT device_id, until, note FROM maintenance")}
-        self.suppressed: set[str] = {
+        self.suppressed: set[str] = {r[0] for r in self._db.execute("SELECT sensor_id FROM suppression")} | {
             r[0] for r in self._db.execute("SELECT DISTINCT sensor_id FROM alarms WHERE state = ? AND case_state != ?",
                                            (SUPPRESSED, CLOSED))}
         self.raised = 0
@@ -346,6 +350,11 @@ class AlarmBook:
                          (nxt, now_ms, nxt, alarm.id))
         return self._event(alarm.id, event, now_ms, actor, note)
 
+    def _hide(self, alarm: Alarm, event: str, actor: str, note: str, now_ms: int) -> AlarmEvent:
+        self._db.execute("UPDATE alarms SET state = ?, updated_at = ? WHERE id = ?",
+                         (self._next(alarm, event, alarm.in_alarm), now_ms, alarm.id))
+        return self._event(alarm.id, event, now_ms, actor, note)
+
     def expire(self, now_ms: int) -> list[AlarmEvent]:
         """Shelves and maintenance periods that ended by ``now_ms``: their alarms come back."""
         out: list[AlarmEvent] = []
@@ -372,9 +381,7 @@ class AlarmBook:
             out = []
             for alarm in self._open_of_device(device.enterprise, device.id):
                 if alarm.state != OUT_OF_SERVICE:
-                    self._db.execute("UPDATE alarms SET state = ?, updated_at = ? WHERE id = ?",
-                                     (self._next(alarm, "remove", alarm.in_alarm), now_ms, alarm.id))
-                    out.append(self._event(alarm.id, "remove", now_ms, actor, note))
+                    out.append(self._hide(alarm, "remove", actor, note, now_ms))
             return out
 
     def end_maintenance(self, device: DeviceInfo, actor: str, note: str, now_ms: int) -> list[AlarmEvent]:
@@ -387,8 +394,14 @@ class AlarmBook:
         self._db.execute("DELETE FROM maintenance WHERE device_id = ?", (device_id,))
         del self.maintenance[device_id]
         enterprise, _, dev = device_id.partition("/")
-        return [self._unhide(a, "restore", actor, note, now_ms)
-                for a in self._open_of_device(enterprise, dev) if a.state == OUT_OF_SERVICE]
+        out = []
+        for alarm in self._open_of_device(enterprise, dev):
+            if alarm.state != OUT_OF_SERVICE:
+                continue
+            out.append(self._unhide(alarm, "restore", actor, note, now_ms))
+            if alarm.sensor_id in self.suppressed:  # the unit is still stopped: suppressed by design again
+                out.append(self._hide(out[-1].alarm, "suppress", "gateway", "still suppressed by design", now_ms))
+        return out
 
     def suppress(self, sensor_ids: Iterable[str], on: bool, ts_ms: int, reason: str) -> list[AlarmEvent]:
         """Suppression by design (the unit a point belongs to is shut down), or its end."""
@@ -398,11 +411,15 @@ class AlarmBook:
                 if on == (sid in self.suppressed):
                     continue
                 (self.suppressed.add if on else self.suppressed.discard)(sid)
+                if on:
+                    self._db.execute("INSERT OR REPLACE INTO suppression (sensor_id, since, reason) VALUES (?,?,?)",
+                                     (sid, ts_ms, reason))
+                else:
+                    self._db.execute("DELETE FROM suppression WHERE sensor_id = ?", (sid,))
                 for alarm in self._open_of_sensor(sid):
+                    # an alarm out of service stays so: maintenance outranks design (and ends into it)
                     if on and (alarm.state, "suppress") in TRANSITIONS:
-                        self._db.execute("UPDATE alarms SET state = ?, updated_at = ? WHERE id = ?",
-                                         (self._next(alarm, "suppress", alarm.in_alarm), ts_ms, alarm.id))
-                        out.append(self._event(alarm.id, "suppress", ts_ms, "gateway", reason))
+                        out.append(self._hide(alarm, "suppress", "gateway", reason, ts_ms))
                     elif not on and alarm.state == SUPPRESSED:
                         out.append(self._unhide(alarm, "unsuppress", "gateway", reason, ts_ms))
         return out
@@ -411,8 +428,11 @@ class AlarmBook:
                  scope: Within | Collection[str] | None = None) -> list[AlarmEvent]:
         """Send an alarm's case to the lead or a cooperating department, with a note.
 
-        Dispatching an alarm nobody has acknowledged acknowledges it first (two events).
+        Dispatching an alarm nobody has acknowledged (unacknowledged, or returned to normal
+        unacknowledged) acknowledges it first (two events).
         """
+        if not note.strip():
+            raise AlarmError("dispatching needs a note: what the department is to do")
         with self._tx():
             alarm = self._get(alarm_id, scope)
             allowed = self._departments_for(alarm)
@@ -421,7 +441,7 @@ class AlarmBook:
                                  f"it goes to {', '.join(sorted(allowed)) or 'no department'}")
             self._case_next(alarm, "dispatch")
             out = []
-            if (alarm.state, "ack") in TRANSITIONS and alarm.state == UNACK:
+            if (alarm.state, "ack") in TRANSITIONS:
                 out.append(self._ack(alarm, actor, f"acknowledged on dispatch: {note}", now_ms))
             self._db.execute("UPDATE alarms SET case_state = 'dispatched', department = ?, updated_at = ?"
                              " WHERE id = ?", (department, now_ms, alarm_id))

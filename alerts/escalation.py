@@ -2,10 +2,11 @@
 
 An unacknowledged alarm is escalated once its level's timeout (``[alarms] escalate_after``:
 high-high and low-low use ``high_high``, high and low ``high``, every other level ``other``) has
-passed since it last became unacknowledged (its raise, or a re-alarm on a rise): first to the
-grid's responsible person, after twice the timeout to the enterprise's lead department. Each step
-is an ``escalated`` event in the alarm's history, so a restart does not repeat a step. The clock
-is injected: :meth:`Escalator.check` takes the time, and tests move it by hand.
+passed since it last became unacknowledged (its raise, a re-alarm on a rise, its return from a
+shelf, a suppression or maintenance; steps count from there): first to the grid's responsible
+person, after twice the timeout to the enterprise's lead department. Each step is an
+``escalated`` event in the alarm's history, so a restart does not repeat a step. The clock is
+injected: :meth:`Escalator.check` takes the time, and tests move it by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.config import EscalateAfter
 from gateway.registry import Registry
 
 STEPS = 2
+RESTARTS = frozenset({"raised", "rose", "unshelved", "unsuppressed", "returned_to_service"})
 WHO = {1: "the grid's responsible person", 2: "the enterprise's lead department"}
 
 
@@ -49,8 +51,12 @@ class Escalator:
 
     def _due(self, alarm: Alarm, now_ms: int) -> list[AlarmEvent]:
         history = self.book.history(alarm.id)
-        since = max((e.ts for e in history if e.type in ("raised", "rose")), default=alarm.raised_at)
-        done = sum(1 for e in history if e.type == "escalated")
+        # the clock runs from the last time the alarm became unacknowledged: its raise, a re-alarm,
+        # or its return from a shelf, a suppression or maintenance; steps count from there
+        last = next((i for i in range(len(history) - 1, -1, -1)
+                     if history[i].type in RESTARTS and history[i].alarm.state == UNACK), None)
+        since = alarm.raised_at if last is None else history[last].ts
+        done = sum(1 for e in history[(last or 0):] if e.type == "escalated")
         period_ms = timeout_s(self.after, alarm.level) * 1000
         due = min(STEPS, int((now_ms - since) // period_ms)) if now_ms >= since else 0
         events = []

@@ -81,3 +81,20 @@ def test_mqtt_topics_of_an_escalation(tmp_path: Path, reg: Registry) -> None:
     notifier = MqttNotifier(MqttSection(), "x")
     assert notifier.topics(ev[0]) == ["gridgate/v1/alarms/43090300100201", "gridgate/v1/officers/resp/alarms"]
     assert notifier.topics(ev[1]) == ["gridgate/v1/alarms/43090300100201", "gridgate/v1/departments/yjj/alarms"]
+
+
+def test_an_alarm_back_from_a_shelf_escalates_from_its_return(tmp_path: Path, reg: Registry) -> None:
+    book, det = AlarmBook(tmp_path / "a.db", reg), Detector(reg)
+    esc = Escalator(book, reg, EscalateAfter(high_high=300, high=900, other=3600))
+    a = feed(book, det, 0, 60.0, T0)[0].alarm  # high-high: 300 s
+    book.shelve(a.id, "o1", "sensor being replaced", T0 + 3_600_000, T0 + 10_000)
+    assert esc.check(T0 + 3_000_000) == []  # shelved: nobody is chased
+    assert [e.alarm.state for e in book.expire(T0 + 3_600_000)] == ["unacknowledged"]
+    assert esc.check(T0 + 3_600_000 + 299_999) == []  # not both steps at once on return
+    assert steps(esc.check(T0 + 3_600_000 + 300_000)) == [("e1/d1/ch4", ("resp",))]
+    assert steps(esc.check(T0 + 3_600_000 + 600_000)) == [("e1/d1/ch4", ("department:yjj",))]
+    # escalated, acknowledged, then a rise re-alarms it: the steps start again
+    book.acknowledge(a.id, "o1", "", T0 + 4_300_000)
+    feed(book, det, 0, 30.0, T0 + 4_310_000)
+    feed(book, det, 0, 60.0, T0 + 4_320_000)
+    assert steps(esc.check(T0 + 4_320_000 + 300_000)) == [("e1/d1/ch4", ("resp",))]
