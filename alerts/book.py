@@ -100,8 +100,11 @@ def _row_to_alarm(row: sqlite3.Row | tuple) -> Alarm:
 
 
 def _slot(kind: str, level: str) -> str:
-    """Which condition of a sensor an alarm is: a rate alarm lives beside a level alarm."""
-    return "rate" if level == "rate_of_change" else kind
+    """Which condition of a sensor an alarm is: a rate alarm lives beside a level alarm, and a
+    device's maintenance record beside its communication alarm."""
+    if level == "rate_of_change":
+        return "rate"
+    return "maintenance" if level == "maintenance" else kind
 
 
 def _within(scope: Within | Collection[str] | None) -> Within:
@@ -380,9 +383,32 @@ class AlarmBook:
             self.maintenance[device.device_id] = (until_ms, note)
             out = []
             for alarm in self._open_of_device(device.enterprise, device.id):
-                if alarm.state != OUT_OF_SERVICE:
+                if alarm.state != OUT_OF_SERVICE and alarm.level != "maintenance":
                     out.append(self._hide(alarm, "remove", actor, note, now_ms))
+            out.append(self._maintenance_record(device, actor, note, now_ms, until_ms))
             return out
+
+    def _maintenance_record(self, device: DeviceInfo, actor: str, note: str, now_ms: int,
+                            until_ms: int | None) -> AlarmEvent:
+        """The device's own entry, so that taking it out of service is never silent: an alarm of
+        level ``maintenance``, out of service while it lasts, normal after it (the officer verifies
+        the device and closes it); its ``out_of_service`` step is pushed to the grid's officers."""
+        key = (device.device_id, "maintenance")
+        reason = f"in maintenance: {note}" + (f" (until {until_ms})" if until_ms else "")
+        existing = self._open.get(key)
+        if existing is not None:
+            self._db.execute("UPDATE alarms SET state = ?, in_alarm = 1, cleared_at = NULL, reason = ?,"
+                             " updated_at = ? WHERE id = ?", (OUT_OF_SERVICE, reason, now_ms, existing))
+            return self._event(existing, "remove", now_ms, actor, note)
+        grid = self.registry.enterprises[device.enterprise].grid
+        cur = self._db.execute(
+            "INSERT INTO alarms (sensor_id, enterprise, device, point, grid, kind, level, value, peak, unit, state,"
+            " raised_at, updated_at, reason, in_alarm) VALUES (?, ?, ?, NULL, ?, 'communication', 'maintenance',"
+            " NULL, NULL, '', ?, ?, ?, ?, 1)",
+            (device.device_id, device.enterprise, device.id, grid, OUT_OF_SERVICE, now_ms, now_ms, reason))
+        alarm_id = int(cur.lastrowid or 0)
+        self._open[key] = alarm_id
+        return self._event(alarm_id, "remove", now_ms, actor, note)
 
     def end_maintenance(self, device: DeviceInfo, actor: str, note: str, now_ms: int) -> list[AlarmEvent]:
         with self._tx():
@@ -394,6 +420,9 @@ class AlarmBook:
         self._db.execute("DELETE FROM maintenance WHERE device_id = ?", (device_id,))
         del self.maintenance[device_id]
         enterprise, _, dev = device_id.partition("/")
+        record = self._open.get((device_id, "maintenance"))
+        if record is not None:  # its condition, the maintenance, is over
+            self._db.execute("UPDATE alarms SET in_alarm = 0, cleared_at = ? WHERE id = ?", (now_ms, record))
         out = []
         for alarm in self._open_of_device(enterprise, dev):
             if alarm.state != OUT_OF_SERVICE:

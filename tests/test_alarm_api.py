@@ -78,7 +78,10 @@ def test_device_maintenance_takes_alarms_out_of_service(server: ApiServer) -> No
         assert ent.post("/devices/shimen/gas/maintenance", json={}).status_code == 422  # a note is required
         r = ent.post("/devices/shimen/gas/maintenance", json={"note": "detector calibration", "minutes": 60})
         assert r.status_code == 200, r.text
-        assert [(e["type"], e["alarm"]["id"]) for e in r.json()["events"]] == [("out_of_service", before["id"])]
+        got = [(e["type"], e["alarm"]["id"], e["alarm"]["level"]) for e in r.json()["events"]]
+        assert got[0] == ("out_of_service", before["id"], "high")
+        assert got[1][0::2] == ("out_of_service", "maintenance")  # the device's own, pushed record
+        record = got[1][1]
         assert wang.get("/devices/shimen/gas/maintenance").json()["in_maintenance"] is True
         during = server.raise_alarm("shimen/gas/ch4b", 30.0)
         assert during["state"] == "out_of_service"
@@ -87,7 +90,9 @@ def test_device_maintenance_takes_alarms_out_of_service(server: ApiServer) -> No
         r = wang.post("/devices/shimen/gas/maintenance/end", json={"note": "calibrated"})
         assert r.status_code == 200, r.text
         back = {e["alarm"]["id"]: e["alarm"]["state"] for e in r.json()["events"]}
-        assert back == {before["id"]: "unacknowledged", during["id"]: "unacknowledged"}
+        assert back == {before["id"]: "unacknowledged", during["id"]: "unacknowledged", record: "normal"}
+        recipients = [h["recipients"] for h in wang.get(f"/alarms/{record}").json()["history"]]
+        assert recipients == [["wang"], ["wang"]]
         assert wang.post("/devices/shimen/gas/maintenance/end", json={}).status_code == 409
 
 

@@ -100,10 +100,12 @@ class Rig:
         return self.reg.device(enterprise, device)
 
     def count(self) -> int:
-        return self.book.last_event_id()
+        """How many events the sensors' alarms have (nothing is ever deleted: it only grows)."""
+        return len(self.events())
 
     def events(self) -> list[AlarmEvent]:
-        return self.book.events_since(0, None, limit=100_000)
+        """Every event of the sensors' alarms (not the devices' maintenance records)."""
+        return sensors_only(self.book.events_since(0, None, limit=100_000))
 
     def restart(self) -> None:
         self.book.close()
@@ -115,6 +117,11 @@ def rig(tmp_path: Path, reg: Registry) -> Rig:
     return Rig(tmp_path / "alarms.db", reg)
 
 
+def sensors_only(events: list[AlarmEvent]) -> list[AlarmEvent]:
+    """Without the device maintenance records (tested on their own below)."""
+    return [e for e in events if e.alarm.level != "maintenance"]
+
+
 def hide(rig: Rig, alarm_id: int, state: str) -> list[AlarmEvent]:
     alarm = rig.book.get(alarm_id)
     if state == SHELVED:
@@ -123,7 +130,8 @@ def hide(rig: Rig, alarm_id: int, state: str) -> list[AlarmEvent]:
     if state == SUPPRESSED:
         return rig.book.suppress([alarm.sensor_id], True, rig.tick(), "the unit is stopped")
     assert state == OUT_OF_SERVICE
-    return rig.book.set_maintenance(rig.device(alarm.enterprise, alarm.device), "m1", "sensor swap", rig.tick())
+    return sensors_only(rig.book.set_maintenance(rig.device(alarm.enterprise, alarm.device), "m1", "sensor swap",
+                                                 rig.tick()))
 
 
 def reach(rig: Rig, state: str, active: bool, value: float = HIGH) -> int:
@@ -241,9 +249,9 @@ def test_state_event(rig: Rig, state: str, event: str, active: bool) -> None:
         if event in ("suppress", "unsuppress"):
             return book.suppress([alarm.sensor_id], event == "suppress", now, "unit status")
         if event == "remove":
-            return book.set_maintenance(device, "m1", "calibration", now)
+            return sensors_only(book.set_maintenance(device, "m1", "calibration", now))
         assert event == "restore"
-        return book.end_maintenance(device, "m1", "calibrated", now)
+        return sensors_only(book.end_maintenance(device, "m1", "calibrated", now))
 
     if allowed:
         events = act()
@@ -436,7 +444,7 @@ def test_every_action_is_in_the_history_and_nothing_is_deleted(rig: Rig) -> None
         with pytest.raises(AlarmError):
             refused(rig.tick())
     assert book.suppress([closed.sensor_id], True, rig.tick(), "unit stopped") == []
-    assert book.set_maintenance(rig.device(), "m1", "work", rig.tick()) == []
+    assert [e.alarm.level for e in book.set_maintenance(rig.device(), "m1", "work", rig.tick())] == ["maintenance"]
     assert book.get(alarm_id) == closed and rig.events() == seen
 
 
@@ -574,7 +582,7 @@ def test_maintenance_takes_the_device_out_of_service_and_returns_it_by_condition
     offline = book.communication(d3, False, rig.tick() * 1_000_000, "offline", "no answer")[0].alarm.id
     elsewhere = rig.feed(HIGH, other)[1][0].alarm
     now = rig.tick()
-    removed = book.set_maintenance(d3, "m1", "replacing sensors", now)
+    removed = sensors_only(book.set_maintenance(d3, "m1", "replacing sensors", now))
     assert sorted((e.alarm.id, e.type, e.actor, e.note, e.ts) for e in removed) == sorted(
         (i, "out_of_service", "m1", "replacing sensors", now) for i in (a, b, offline))
     assert {book.get(i).state for i in (a, b, offline)} == {OUT_OF_SERVICE}
@@ -591,7 +599,7 @@ def test_maintenance_takes_the_device_out_of_service_and_returns_it_by_condition
     assert book.maintenance == {"e1/d3": (None, "replacing sensors")}
     again = rig.feed(HH, ch4)[1]  # the same alarm, still out of service
     assert [(e.type, e.alarm.id, e.alarm.state) for e in again] == [("raised", a, OUT_OF_SERVICE)]
-    restored = book.end_maintenance(d3, "m1", "done", rig.tick())
+    restored = sensors_only(book.end_maintenance(d3, "m1", "done", rig.tick()))
     assert {e.alarm.id: (e.type, e.actor, e.alarm.state) for e in restored} == {
         a: ("returned_to_service", "m1", UNACK),  # condition active again
         b: ("returned_to_service", "m1", NORMAL),
@@ -618,7 +626,7 @@ def test_maintenance_expires_at_its_end_also_after_a_restart(rig: Rig) -> None:
     rig.restart()
     assert rig.book.maintenance == {"e1/d1": (until, "work")}
     assert rig.book.expire(until - 1) == [] and rig.book.get(alarm_id).state == OUT_OF_SERVICE
-    back = rig.book.expire(until)
+    back = sensors_only(rig.book.expire(until))
     assert [(e.type, e.actor, e.ts, e.alarm.state) for e in back] == [
         ("returned_to_service", "gateway", until, UNACK)]
     assert rig.book.maintenance == {} and rig.book.expire(until + 1) == []
@@ -637,7 +645,7 @@ def test_suppression_outlasts_maintenance_and_a_restart(rig: Rig) -> None:
     assert rig.book.get(alarm_id).state == OUT_OF_SERVICE
     rig.restart()
     assert sid in rig.book.suppressed  # no alarm of it is suppressed now: only the book remembers
-    events = rig.book.end_maintenance(rig.device(), "m1", "done", rig.tick())
+    events = sensors_only(rig.book.end_maintenance(rig.device(), "m1", "done", rig.tick()))
     assert [(e.type, e.alarm.state) for e in events] == [("returned_to_service", UNACK), ("suppressed", SUPPRESSED)]
     assert rig.book.get(alarm_id).state == SUPPRESSED  # the unit is still stopped
     back = rig.book.suppress([sid], False, rig.tick(), "unit runs")
@@ -704,3 +712,22 @@ def test_a_report_resolved_unacknowledged_waits_for_the_ack_to_close(rig: Rig) -
     book.acknowledge(a.id, "o2", "seen", rig.tick())
     assert book.close_case(a.id, "o2", "done", rig.tick()).alarm.case == CLOSED
     assert isinstance(book.get(a.id), Alarm) and book.get(a.id).closed_by == "o2"
+
+
+def test_maintenance_is_never_silent_even_without_alarms(rig: Rig) -> None:
+    book = rig.book
+    now = rig.tick()
+    started = book.set_maintenance(rig.device(), "m1", "replacing the CH4 head", now)
+    assert [(e.type, e.alarm.level, e.alarm.state, e.actor, e.pushed) for e in started] == [
+        ("out_of_service", "maintenance", OUT_OF_SERVICE, "m1", True)]
+    record = started[0].alarm
+    assert record.sensor_id == "e1/d1" and record.grid == "43090300100201" and started[0].recipients == ("o1",)
+    ended = book.end_maintenance(rig.device(), "m1", "done", rig.tick())
+    assert [(e.type, e.alarm.id, e.alarm.state) for e in ended] == [("returned_to_service", record.id, NORMAL)]
+    # the officer verifies the device and closes the record; the next maintenance reuses it until then
+    again = book.set_maintenance(rig.device(), "m2", "again", rig.tick())
+    assert [e.alarm.id for e in again] == [record.id]
+    book.end_maintenance(rig.device(), "m2", "done", rig.tick())
+    book.close_case(record.id, "o1", "detector tested with span gas", rig.tick())
+    third = book.set_maintenance(rig.device(), "m3", "third", rig.tick())
+    assert third[0].alarm.id != record.id and third[0].alarm.linked_to is None
