@@ -5,7 +5,8 @@ high-high and low-low use ``high_high``, high and low ``high``, every other leve
 passed since it last became unacknowledged (its raise, a re-alarm on a rise, its return from a
 shelf, a suppression or maintenance; steps count from there): first to the grid's responsible
 person, after twice the timeout to the enterprise's lead department. Each step is an
-``escalated`` event in the alarm's history, so a restart does not repeat a step. The clock is
+``escalated`` event in the alarm's history, so a restart does not repeat a step. A grid's own
+alarm (a public report naming a place, not an enterprise; a flood) has the first step only. The clock is
 injected: :meth:`Escalator.check` takes the time, and tests move it by hand.
 """
 
@@ -43,11 +44,17 @@ class Escalator:
         """Escalate every alarm that is due at ``now_ms``; the events made (to be dispatched)."""
         out: list[AlarmEvent] = []
         for alarm in self.book.list_alarms(None, state=UNACK, limit=100_000):
-            if not alarm.enterprise:
+            if not alarm.grid:
                 continue  # a gateway's own alarm has no grid to escalate in
             out += self._due(alarm, now_ms)
         self.escalated += len(out)
         return out
+
+    def _recipients(self, alarm: Alarm, step: int) -> tuple[str, ...]:
+        if alarm.enterprise:
+            return escalation_recipients(self.registry, alarm.enterprise, step)
+        grid = self.registry.grids.get(alarm.grid)
+        return (grid.responsible,) if grid is not None and grid.responsible else ()
 
     def _due(self, alarm: Alarm, now_ms: int) -> list[AlarmEvent]:
         history = self.book.history(alarm.id)
@@ -58,10 +65,12 @@ class Escalator:
         since = alarm.raised_at if last is None else history[last].ts
         done = sum(1 for e in history[(last or 0):] if e.type == "escalated")
         period_ms = timeout_s(self.after, alarm.level) * 1000
-        due = min(STEPS, int((now_ms - since) // period_ms)) if now_ms >= since else 0
+        # a grid's own alarm (a public report about a place, a flood) has no lead department
+        steps = STEPS if alarm.enterprise else 1
+        due = min(steps, int((now_ms - since) // period_ms)) if now_ms >= since else 0
         events = []
         for step in range(done + 1, due + 1):
-            to = escalation_recipients(self.registry, alarm.enterprise, step)
+            to = self._recipients(alarm, step)
             note = (f"step {step}: not acknowledged within {step * period_ms / 1000:g} s; "
                     f"to {WHO[step]}" + (f" ({', '.join(to)})" if to else " (none configured)"))
             events.append(self.book.record(alarm.id, "escalated", now_ms, note, to))

@@ -36,6 +36,7 @@ from gateway.storage import Storage
 log = logging.getLogger(__name__)
 
 EventListener = Callable[[list[AlarmEvent]], None]
+STORE_FAILING_AFTER_MS = 10_000
 
 
 class Gateway:
@@ -69,6 +70,7 @@ class Gateway:
         self.evaluated = 0
         self.out_of_range = 0
         self._suppressors = self._build_suppressors()
+        self._store_trouble: dict[str, int] = {}  # system alarm key -> since when (epoch ms)
         self._evaluating = False
         self._collector_tasks: list[asyncio.Task] = []
 
@@ -274,6 +276,29 @@ class Gateway:
         self.dispatch(self.book.expire(now_ms))
         self.dispatch(self.escalator.check(now_ms))
         self.dispatch(self.noise.tick(now_ms))
+        self._watch_stores(now_ms)
+
+    def _watch_stores(self, now_ms: int) -> None:
+        """A sink failing, or the outbox refusing appends, for ``STORE_FAILING_AFTER_MS``: a system
+        alarm (``store_failing``, admins), cleared when it works again. Short hiccups stay in /healthz."""
+        troubles: dict[str, tuple[bool, float | None, str]] = {}
+        for name, drainer in self.storage.drainers.items():
+            h = drainer.health()
+            troubles[f"sink/{name}"] = (drainer.state == "failing", float(h["backlog_readings"]),
+                                        f"sink {name} failing: {h['last_error']}")
+        err = self.storage.append_error
+        troubles["outbox/append"] = (err is not None, None, f"the outbox refuses writes, ingest paused: {err}")
+        for key, (bad, value, reason) in troubles.items():
+            since = self._store_trouble.get(key)
+            now_ns = now_ms * 1_000_000
+            if bad:
+                if since is None:
+                    self._store_trouble[key] = since = now_ms
+                if now_ms - since >= STORE_FAILING_AFTER_MS:
+                    self.dispatch(self.book.system(key, True, now_ns, "store_failing", value, reason))
+            elif since is not None:
+                del self._store_trouble[key]
+                self.dispatch(self.book.system(key, False, now_ns, "store_failing", None, ""))
 
     async def _stale_watch(self, period: float = 1.0) -> None:
         while True:

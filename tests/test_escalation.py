@@ -98,3 +98,13 @@ def test_an_alarm_back_from_a_shelf_escalates_from_its_return(tmp_path: Path, re
     feed(book, det, 0, 30.0, T0 + 4_310_000)
     feed(book, det, 0, 60.0, T0 + 4_320_000)
     assert steps(esc.check(T0 + 4_320_000 + 300_000)) == [("e1/d1/ch4", ("resp",))]
+
+
+def test_a_grid_report_escalates_to_the_responsible_person_only(tmp_path: Path, reg: Registry) -> None:
+    book = AlarmBook(tmp_path / "a.db", reg)
+    esc = Escalator(book, reg, EscalateAfter(high_high=300, high=900, other=3600))
+    report = book.report("43090300100201", "", "drums leaking by the road", "bridge", None, "1.2.3.4", T0)
+    assert report.recipients == ("o1",)
+    assert esc.check(T0 + 3_599_999) == []
+    assert steps(esc.check(T0 + 3_600_000)) == [(report.alarm.sensor_id, ("resp",))]
+    assert esc.check(T0 + 100 * 3_600_000) == []  # no lead department to go to
