@@ -17,6 +17,7 @@ history) within a :class:`~alerts.model.Within`, the caller's scope.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable
@@ -27,6 +28,7 @@ import orjson
 
 from alerts.detector import FAULT, LEVEL_NAMES, RATE, Transitions
 from alerts.model import (
+    ACKED,
     ACTIVE_STATES,
     CASES,
     CLOSED,
@@ -51,6 +53,8 @@ from alerts.routing import recipients_of
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
 from gateway.store import open_wal
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -135,13 +139,22 @@ class AlarmBook:
             r[0] for r in self._db.execute("SELECT DISTINCT sensor_id FROM alarms WHERE state = ? AND case_state != ?",
                                            (SUPPRESSED, CLOSED))}
         self.raised = 0
+        self.refused = 0  # detector transitions the tables refused (should stay 0)
 
     def _migrate(self) -> None:
+        added = set()
         for table, cols in ADDED_COLUMNS.items():
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             for name, decl in cols:
                 if name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                    added.add(name)
+        if "case_state" in added:
+            # A book of the first release had no cases: a normal alarm was finished (closed now), and
+            # the condition was active exactly in the two active states.
+            self._db.execute("UPDATE alarms SET in_alarm = state IN (?, ?)", (UNACK, ACKED))
+            self._db.execute("UPDATE alarms SET case_state = ?, closed_at = updated_at, closed_by = 'migration'"
+                             " WHERE state = ?", (CLOSED, NORMAL))
         self._db.executescript(INDEXES)
 
     def close(self) -> None:
@@ -156,7 +169,11 @@ class AlarmBook:
         with self._tx():
             events: list[AlarmEvent] = []
             for i in range(len(tr)):
-                events.extend(self._apply_one(tr, i))
+                try:
+                    events.extend(self._apply_one(tr, i))
+                except AlarmError as exc:  # a bug, not bad input: logged and counted, the pipeline goes on
+                    self.refused += 1
+                    log.error("alarm book refused a detector transition: %s", exc)
         return events
 
     def _apply_one(self, tr: Transitions, i: int) -> list[AlarmEvent]:

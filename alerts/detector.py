@@ -304,6 +304,18 @@ class Detector:
         self.peak[cs] = np.where(new == 0, np.nan, out_peak)
         return Transitions(cs, ts[c], np.zeros(len(c), np.int8), was, new, v[c], out_peak)
 
+    def restore(self, sensor: int, condition: int, level: int, peak: float | None = None) -> None:
+        """Start from a condition the alarm book still has open (after a restart): a reading that
+        ends it then makes the clear, instead of the alarm staying active for ever."""
+        if condition == FAULT:
+            self.fault[sensor] = True
+        elif condition == RATE:
+            self.rate_on[sensor] = True
+        else:
+            self.level[sensor] = level
+            self.pending[sensor] = level
+            self.peak[sensor] = np.nan if peak is None else peak
+
     def check_stale(self, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Devices that went stale since the last check, and those that came back."""
         watched = self.stale_after > 0

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from alerts.book import AlarmBook
-from alerts.detector import Detector
+from alerts.detector import FAULT, LEVEL_NAMES, PROCESS, RATE, Detector
 from alerts.escalation import Escalator
 from alerts.hub import AlarmHub
 from alerts.model import AlarmEvent
@@ -29,6 +29,7 @@ from alerts.noise import NoiseMonitor
 from gateway.batch import Quality, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
+from gateway.errors import RegistryError
 from gateway.intake import Intake, LoopConversion
 from gateway.registry import Registry
 from gateway.storage import Storage
@@ -71,6 +72,8 @@ class Gateway:
         self.out_of_range = 0
         self._suppressors = self._build_suppressors()
         self._store_trouble: dict[str, int] = {}  # system alarm key -> since when (epoch ms)
+        self._recovering: set[int] = set()  # devices with a communication alarm open at start
+        self._restore_alarm_state()
         self._evaluating = False
         self._collector_tasks: list[asyncio.Task] = []
 
@@ -202,11 +205,42 @@ class Gateway:
             batch = self.check_range(ReadingBatch.concat(parts))
             if self._suppressors[0].size:  # before the transitions: a unit stopping hides what follows
                 self._follow_suppressors(batch)
+            if self._recovering:
+                self._recovered(batch)
             transitions = self.detector.evaluate(batch)
             self.evaluated += len(batch)
             if len(transitions):
                 self.dispatch(self.book.apply(transitions))
             self._evaluating = False
+
+    def _restore_alarm_state(self) -> None:
+        """After a restart, the detector starts from the conditions the book still has active, and
+        a device with an open communication alarm clears it with its first reading."""
+        codes = {name: code for code, name in LEVEL_NAMES.items()}
+        reg = self.registry
+        for alarm in self.book.list_alarms(None, case="open_cases", limit=10_000_000):
+            if not alarm.in_alarm or not alarm.enterprise:
+                continue
+            try:
+                if alarm.kind == "communication" and alarm.level in ("offline", "stale"):
+                    self._recovering.add(reg.device(alarm.enterprise, alarm.device).index)
+                    continue
+                index = reg.sensor_index(alarm.sensor_id)
+            except RegistryError:  # no longer configured: nothing will clear it but an officer
+                continue
+            if alarm.kind == "fault":
+                self.detector.restore(index, FAULT, 1)
+            elif alarm.kind == "process" and alarm.level == "rate_of_change":
+                self.detector.restore(index, RATE, 1)
+            elif alarm.kind == "process" and alarm.level in codes:
+                self.detector.restore(index, PROCESS, codes[alarm.level], alarm.peak)
+
+    def _recovered(self, batch: ReadingBatch) -> None:
+        seen = set(np.unique(self.detector.device_of[batch.sensor]).tolist()) & self._recovering
+        for i in seen:
+            self._recovering.discard(i)
+            device = self.registry.devices[i]
+            self.dispatch(self.book.communication(device, True, int(batch.ts.max()), "offline", "data again"))
 
     def _build_suppressors(self) -> tuple[np.ndarray, dict[int, list[str]], dict[int, bool]]:
         """Status points that suppress others by design (``suppressed_by``): their sensor indexes,
@@ -346,7 +380,8 @@ class Gateway:
             "notifiers": {name: n.health() for name, n in self.notifiers.items()},
             "alarms": {"floods": self.noise.counters.floods, "chattering": self.noise.counters.chattering,
                        "held_back": self.noise.counters.held, "flooding": sorted(self.noise._floods),
-                       "escalated": self.escalator.escalated, "in_maintenance": sorted(self.book.maintenance)},
+                       "escalated": self.escalator.escalated, "refused_transitions": self.book.refused,
+                       "in_maintenance": sorted(self.book.maintenance)},
             "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,
                      "delivered": self.hub.delivered, "overflows": self.hub.overflows},
         }

@@ -11,6 +11,7 @@ public-report rules. Time is explicit everywhere: nothing sleeps.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -731,3 +732,41 @@ def test_maintenance_is_never_silent_even_without_alarms(rig: Rig) -> None:
     book.close_case(record.id, "o1", "detector tested with span gas", rig.tick())
     third = book.set_maintenance(rig.device(), "m3", "third", rig.tick())
     assert third[0].alarm.id != record.id and third[0].alarm.linked_to is None
+
+
+OLD_SCHEMA = """
+CREATE TABLE alarms (
+    id INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL, enterprise TEXT NOT NULL, device TEXT NOT NULL,
+    point TEXT, grid TEXT NOT NULL, kind TEXT NOT NULL, level TEXT NOT NULL, value REAL, peak REAL,
+    unit TEXT NOT NULL, state TEXT NOT NULL, raised_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    cleared_at INTEGER, acked_at INTEGER, acked_by TEXT, ack_note TEXT, reason TEXT
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alarm_id INTEGER NOT NULL REFERENCES alarms (id),
+    type TEXT NOT NULL, ts INTEGER NOT NULL, enterprise TEXT NOT NULL, actor TEXT, note TEXT,
+    recipients TEXT NOT NULL, snapshot BLOB NOT NULL
+);
+"""
+
+
+def test_a_book_of_the_first_release_is_migrated(tmp_path: Path) -> None:
+    """Old rows: a normal alarm was finished (now closed), an active one stays the open alarm."""
+    reg = Registry(district([mqtt_device("e1", "d1", [CH4, {**CH4, "key": "ch4b"}])]))
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    cols = ("sensor_id, enterprise, device, point, grid, kind, level, value, peak, unit, state, raised_at,"
+            " updated_at")
+    db.execute(f"INSERT INTO alarms ({cols}) VALUES ('e1/d1/ch4', 'e1', 'd1', 'ch4', '43090300100201',"
+               " 'process', 'high', 5, 30, '%LEL', 'normal', 1000, 2000)")
+    db.execute(f"INSERT INTO alarms ({cols}) VALUES ('e1/d1/ch4b', 'e1', 'd1', 'ch4b', '43090300100201',"
+               " 'process', 'high', 30, 30, '%LEL', 'unacknowledged', 1000, 1000)")
+    db.commit()
+    db.close()
+    book, det = AlarmBook(path, reg), Detector(reg)
+    old, active = book.get(1), book.get(2)
+    assert (old.case, old.in_alarm, old.closed_by) == ("closed", False, "migration")
+    assert (active.case, active.in_alarm, active.state) == ("open", True, "unacknowledged")
+    t = 10_000 * 1_000_000_000
+    new = book.apply(det.evaluate(ReadingBatch.of([0], [t], [30.0])))
+    assert [(e.type, e.alarm.id, e.alarm.linked_to) for e in new] == [("raised", 3, 1)]
