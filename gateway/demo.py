@@ -116,7 +116,10 @@ def _banner(args: argparse.Namespace, mqtt_url: str, data_dir: Path, sensors: in
         f"  console and API  {url}/   (API under {url}/api/v1, docs at {url}/docs)",
         f"  MQTT broker      {mqtt_url}" + ("" if args.mqtt_url else "  (embedded amqtt)"),
         f"  data             {data_dir}",
-        "  logins           admin/admin, officer1/officer1 (grid 1), officer2/officer2, officer3/officer3",
+        "  logins           admin/admin, officer1/officer1 (grid 1), officer2/officer2, officer3/officer3,"
+        " chief/chief (responsible), departments yjj/yjj, fire/fire, scj/scj",
+        "  alarms           unacknowledged high-high escalates to chief after 20 s, the lead department after"
+        " 40 s; in the console: ack, dispatch, shelve, close",
         f"  scenario         gas leak at {LEAK_DEVICE} (grid 1) from t=10 s; a spike at t=20 s that the"
         " on-delay swallows; an MQTT dropout in grid 3 from t=45 s",
     ]

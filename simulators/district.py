@@ -65,6 +65,9 @@ def district_config(mqtt_url: str, modbus_ports: list[int], users: list[dict[str
         "gateway": {"id": "demo", "data_dir": data_dir},
         "mqtt": {"url": mqtt_url, "prefix": "gridgate/v1", "client_id": "gridgate-demo"},
         "api": {"listen": api_listen},
+        # short enough to watch: an unacknowledged high-high alarm goes to the station chief after
+        # 20 s and to the lead department after 40 s
+        "alarms": {"escalate_after": {"high_high": 20, "high": 60, "other": 300}},
         "users": users,
         "departments": [
             {"id": "yjj", "name": "应急管理局"},
@@ -97,8 +100,12 @@ def district_scenarios(seed: int = 1) -> dict[str, Scenario]:
 
 
 def demo_logins() -> list[tuple[str, str, str, dict[str, str]]]:
-    """(username, password, role, acts-as) of the demo: admin, and officerN for grid N."""
+    """(username, password, role, acts-as) of the demo: admin, officerN for grid N, the station
+    chief (every grid's responsible person), and one login per department."""
     logins = [("admin", "admin", "admin", {})]
     for i, g in enumerate(GRIDS):
         logins.append((f"officer{i + 1}", f"officer{i + 1}", "officer", {"officer": g[3]}))
+    logins.append(("chief", "chief", "officer", {"officer": "chief"}))
+    for dept in ("yjj", "fire", "scj"):
+        logins.append((dept, dept, "department", {"department": dept}))
     return logins

@@ -68,3 +68,31 @@ def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: 
     assert (a.ack_note, a.department, a.case, a.closed_by) == ("going to site", "fire", "closed", "zhang")
     notes = [(e.type, e.note) for e in srv.gw.book.history(alarm["id"])]
     assert ("dispatched", "please inspect the valve") in notes and ("closed", "verified on site") in notes
+
+
+def test_a_department_reports_back_from_the_console(console_server: ApiServer) -> None:
+    chromium = need_binary("chromium", "chromium")
+    srv = console_server
+    alarm = srv.raise_alarm("hengyuan/gas/ch4", 30.0)
+    now = srv.gw.clock.now_ns() // 1_000_000
+    srv.gw.book.dispatch(alarm["id"], "zhang", "fire", "check the sprinklers", now)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{srv.port}/")
+            page.fill("input[name=username]", "fire")
+            page.fill("input[name=password]", "fire")
+            page.click("button[type=submit]")
+            row = page.locator("#alarms tr").first
+            expect(row).to_contain_text("dispatched → fire")
+            assert row.get_by_role("button", name="派遣 Dispatch").count() == 0  # not the department's to do
+            page.on("dialog", lambda d: d.accept("sprinklers tested, valve sealed"))
+            row.get_by_role("button", name="反馈 Report back").click()
+            expect(page.locator("#alarms tr").first).to_contain_text("resolved")
+        finally:
+            browser.close()
+    a = srv.gw.book.get(alarm["id"])
+    assert a.case == "resolved"
+    assert [(e.type, e.actor, e.note) for e in srv.gw.book.history(alarm["id"])][-1] == (
+        "resolved", "fire", "sprinklers tested, valve sealed")
