@@ -55,6 +55,7 @@ from gateway.registry import DeviceInfo, Registry
 from gateway.store import open_wal
 
 log = logging.getLogger(__name__)
+RESTART_STEPS = frozenset({"raise", "rise", "unshelve", "unsuppress", "restore"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS reports (
 ADDED_COLUMNS = {
     "alarms": [("in_alarm", "INTEGER NOT NULL DEFAULT 1"), ("case_state", "TEXT NOT NULL DEFAULT 'open'"),
                ("department", "TEXT"), ("shelved_until", "INTEGER"), ("closed_at", "INTEGER"),
-               ("closed_by", "TEXT"), ("linked_to", "INTEGER"), ("chattering", "INTEGER NOT NULL DEFAULT 0")],
+               ("closed_by", "TEXT"), ("linked_to", "INTEGER"), ("chattering", "INTEGER NOT NULL DEFAULT 0"),
+               ("unacked_since", "INTEGER"), ("escalations", "INTEGER NOT NULL DEFAULT 0")],
     "events": [("grid", "TEXT NOT NULL DEFAULT ''")],
 }
 INDEXES = """
@@ -600,6 +602,11 @@ class AlarmBook:
 
     def _event(self, alarm_id: int, step: str, ts_ms: int, actor: str | None, note: str | None,
                recipients: tuple[str, ...] | None = None) -> AlarmEvent:
+        if step in RESTART_STEPS:  # became unacknowledged (again)? the escalation clock starts
+            self._db.execute("UPDATE alarms SET unacked_since = ?, escalations = 0 WHERE id = ? AND state = ?",
+                             (ts_ms, alarm_id, UNACK))
+        elif step == "escalated":
+            self._db.execute("UPDATE alarms SET escalations = escalations + 1 WHERE id = ?", (alarm_id,))
         alarm = self._get(alarm_id)
         if recipients is None:
             recipients = self._recipients(alarm, ts_ms)

@@ -129,6 +129,8 @@ class Alarm:
     closed_by: str | None = None
     linked_to: int | None = None  # the closed alarm of the same condition this one follows
     chattering: bool = False
+    unacked_since: int | None = None  # when it last became unacknowledged: the escalation clock
+    escalations: int = 0  # escalation steps since then
 
     @property
     def active(self) -> bool:

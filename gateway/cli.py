@@ -119,7 +119,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway import export
-    from simulators import bench, bench_modbus, bench_store, modbus_farm, mqtt_fleet
+    from simulators import bench, bench_alarms, bench_modbus, bench_store, modbus_farm, mqtt_fleet
 
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     bm = bsub.add_parser("modbus", help="the Modbus collector polling a simulated device farm")
     bench_modbus.add_modbus_arguments(bm)
     bm.set_defaults(func=_bench, bench_run=bench_modbus.run_modbus)
+    ba = bsub.add_parser("alarms", help="alarm events through the gateway to a live subscriber; statistics queries")
+    bench_alarms.add_arguments(ba)
+    ba.set_defaults(func=_bench, bench_run=bench_alarms.run)
     return p
 
 
