@@ -62,6 +62,10 @@ class NoiseMonitor:
     def flooding(self, grid: str) -> bool:
         return grid in self._floods
 
+    @property
+    def flooding_grids(self) -> list[str]:
+        return sorted(self._floods)
+
     def observe(self, events: list[AlarmEvent]) -> tuple[list[AlarmEvent], list[AlarmEvent]]:
         """``events`` plus the ones this made (flood, chattering), and those of them to push."""
         push: list[AlarmEvent] = []

@@ -379,7 +379,7 @@ class Gateway:
             "collectors": {name: c.health() for name, c in self.collectors.items()},
             "notifiers": {name: n.health() for name, n in self.notifiers.items()},
             "alarms": {"floods": self.noise.counters.floods, "chattering": self.noise.counters.chattering,
-                       "held_back": self.noise.counters.held, "flooding": sorted(self.noise._floods),
+                       "held_back": self.noise.counters.held, "flooding": self.noise.flooding_grids,
                        "escalated": self.escalator.escalated, "refused_transitions": self.book.refused,
                        "in_maintenance": sorted(self.book.maintenance)},
             "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,

@@ -17,6 +17,7 @@ def test_exposition_labels_devices_and_sinks() -> None:
         "collectors": {"modbus": {"e1/gas": {"online": True, "polls": 5, "skipped_ticks": 1},
                                   "e2/gas": {"online": False, "polls": 4, "skipped_ticks": 0}},
                        "mqtt": {"connected": True, "messages": 3}},
+        "alarms": {"floods": 2, "chattering": 1, "held_back": 40, "escalated": 3, "refused_transitions": 0},
     }
     lines = exposition(health).splitlines()
     assert 'gridgate_collector_polls{collector="modbus",device="e1/gas"} 5' in lines
@@ -29,6 +30,8 @@ def test_exposition_labels_devices_and_sinks() -> None:
     assert 'gridgate_sink_rejected_total{sink="influxdb",reason="non_finite"} 1' in lines
     assert "gridgate_outbox_dropped_readings_total 7" in lines
     assert 'gridgate_rejected_total{kind="mqtt",reason="not_json"} 2' in lines
+    assert "gridgate_alarm_floods_total 2" in lines and "gridgate_alarm_events_held_total 40" in lines
+    assert "gridgate_alarm_chattering_total 1" in lines and "gridgate_alarm_escalations_total 3" in lines
     # each family's samples are contiguous, after its TYPE line
     seen: list[str] = []
     for ln in lines:

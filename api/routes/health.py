@@ -38,6 +38,13 @@ FIXED = [
     (("live", "delivered"), "gridgate_live_events_delivered_total", "counter",
      "Events queued to subscribers."),
     (("live", "overflows"), "gridgate_live_overflows_total", "counter", "Subscribers cut off for lagging."),
+    (("alarms", "floods"), "gridgate_alarm_floods_total", "counter", "Alarm floods (a grid over its threshold)."),
+    (("alarms", "chattering"), "gridgate_alarm_chattering_total", "counter", "Alarms flagged as chattering."),
+    (("alarms", "held_back"), "gridgate_alarm_events_held_total", "counter",
+     "Alarm events not pushed during a flood or while chattering."),
+    (("alarms", "escalated"), "gridgate_alarm_escalations_total", "counter", "Escalation steps."),
+    (("alarms", "refused_transitions"), "gridgate_alarm_refused_transitions_total", "counter",
+     "Detector transitions the lifecycle tables refused (a bug if not 0)."),
 ]
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
