@@ -144,7 +144,9 @@ def test_flood_through_the_gateway_reaches_the_officer_as_one_notification(tmp_p
                 await gw.intake.submit(ReadingBatch.of([i], [now + i * 10_000_000], [30.0]))
             while gw.evaluated < N and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(1.0)  # let the notifier publish and the broker deliver
+            while len(o1.got) < 11 and time.monotonic() < deadline + 10:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)  # anything more the notifier would send has arrived by now
             raised = len(gw.book.list_alarms(None, state="unacknowledged", kind="process", limit=1000))
             health = gw.health()["alarms"]
             runner.cancel()
