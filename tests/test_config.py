@@ -32,7 +32,10 @@ def test_example_loads_and_registers() -> None:
     cfg = load_config(EXAMPLE)
     reg = Registry(cfg)
     assert [s.sensor_id for s in reg.sensors][:2] == ["hengyuan-chem/gas-ctrl-1/ch4", "hengyuan-chem/gas-ctrl-1/h2s"]
-    assert reg.sensor_index("hengyuan-chem/tank-farm/t1") == 4
+    assert reg.sensor_index("hengyuan-chem/tank-farm/t1") == 6
+    flow = reg.sensor("hengyuan-chem/gas-ctrl-1/feed_flow").point
+    assert (flow.signal, flow.suppressed_by, flow.effective_range()) == ("4-20mA", "pump_running", (0.0, 50.0))
+    assert cfg.officers[0].duty == ["mon-fri 08:00-18:00"] and cfg.alarms.flood.alarms == 10
     assert reg.officers_of("hengyuan-chem") == ["zhang"]
     h2s = reg.sensor("hengyuan-chem/gas-ctrl-1/h2s").point.effective_limits()
     assert h2s["high"] == pytest.approx(10 * 24.45 / 34.08)  # 10 mg/m³ of H2S in ppm
@@ -125,7 +128,7 @@ def test_cli_check_prints_every_problem(tmp_path: Path) -> None:
     assert "devices[0].points[0]: high = 30 is looser" in out.stdout
     ok = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", str(EXAMPLE)],
                         capture_output=True, text=True, cwd=ROOT)
-    assert ok.returncode == 0 and "5 sensors" in ok.stdout
+    assert ok.returncode == 0 and "7 sensors" in ok.stdout
 
 
 def test_cli_hash_password_verifies() -> None:
