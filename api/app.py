@@ -5,7 +5,8 @@ Routers live in :mod:`api.routes`, one per resource, under ``/api/v1``; the cons
 gridgate's own errors are answered as ``{"detail": ...}``: an unknown alarm, sensor or registry id
 (or one outside the caller's scope) is 404, an alarm action the lifecycle refuses is 409, a store
 that cannot answer is 503. JSON is rendered with orjson, so a NaN or infinite value becomes null
-rather than a 500.
+rather than a 500. Every refused request (4xx) is counted as ``api:http_<status>`` with the other
+rejected input (``/healthz``, ``gridgate_rejected_total``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     for exc_type, code in ERROR_STATUS:
         app.add_exception_handler(exc_type, _error_handler(code))
+
+    @app.middleware("http")
+    async def count_refusals(request: Request, call_next: Any) -> Any:
+        """Every refused request (4xx) is counted by status, like any other rejected input."""
+        response = await call_next(request)
+        if 400 <= response.status_code < 500:
+            route = request.scope.get("route")
+            where = getattr(route, "path", None) or request.url.path[:200]
+            gateway.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
+        return response
     for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
