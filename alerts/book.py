@@ -157,6 +157,15 @@ class AlarmBook:
             self._db.execute("UPDATE alarms SET in_alarm = state IN (?, ?)", (UNACK, ACKED))
             self._db.execute("UPDATE alarms SET case_state = ?, closed_at = updated_at, closed_by = 'migration'"
                              " WHERE state = ?", (CLOSED, NORMAL))
+        if "unacked_since" in added:
+            # Before the book kept the escalation clock it was read from the history: the last raise
+            # or rise, and the steps escalated since then.
+            self._db.execute(
+                "UPDATE alarms SET unacked_since = COALESCE((SELECT MAX(ts) FROM events e WHERE e.alarm_id = alarms.id"
+                " AND e.type IN ('raised', 'rose')), raised_at) WHERE state = ?", (UNACK,))
+            self._db.execute(
+                "UPDATE alarms SET escalations = (SELECT COUNT(*) FROM events e WHERE e.alarm_id = alarms.id"
+                " AND e.type = 'escalated' AND e.ts >= alarms.unacked_since) WHERE state = ?", (UNACK,))
         self._db.executescript(INDEXES)
 
     def close(self) -> None:

@@ -26,15 +26,14 @@ def recipients_of(registry: Registry, enterprise: str, at_ms: int | None = None)
     return tuple(registry.duty.on_duty_among(officers, at_ms) or officers)
 
 
-def escalation_recipients(registry: Registry, enterprise: str, step: int) -> tuple[str, ...]:
+def escalation_recipients(registry: Registry, enterprise: str, step: int, grid: str = "") -> tuple[str, ...]:
     """Who an unacknowledged alarm goes to at escalation ``step``: 1, the grid's responsible person
     (an officer id); 2, the enterprise's lead department (``department:<id>``). Empty when the grid
-    has no responsible person configured: the next step still follows on time."""
-    if not enterprise:
-        return ()
+    has no responsible person configured: the next step still follows on time. A grid's own alarm
+    (no ``enterprise``, its ``grid`` given: a public report of a place, a flood) has step 1 only."""
     if step == 1:
-        responsible = registry.grid_of(enterprise).responsible
-        return (responsible,) if responsible else ()
-    if step == 2:
+        g = registry.grid_of(enterprise) if enterprise else registry.grids.get(grid)
+        return (g.responsible,) if g is not None and g.responsible else ()
+    if step == 2 and enterprise:
         return (f"department:{registry.enterprises[enterprise].lead_department}",)
     return ()

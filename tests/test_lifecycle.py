@@ -761,12 +761,17 @@ def test_a_book_of_the_first_release_is_migrated(tmp_path: Path) -> None:
                " 'process', 'high', 5, 30, '%LEL', 'normal', 1000, 2000)")
     db.execute(f"INSERT INTO alarms ({cols}) VALUES ('e1/d1/ch4b', 'e1', 'd1', 'ch4b', '43090300100201',"
                " 'process', 'high', 30, 30, '%LEL', 'unacknowledged', 1000, 1000)")
+    for ts, kind in ((1000, "raised"), (4000, "rose"), (5000, "escalated")):
+        db.execute("INSERT INTO events (alarm_id, type, ts, enterprise, recipients, snapshot)"
+                   " VALUES (2, ?, ?, 'e1', '[]', x'7b7d')", (kind, ts))
     db.commit()
     db.close()
     book, det = AlarmBook(path, reg), Detector(reg)
     old, active = book.get(1), book.get(2)
     assert (old.case, old.in_alarm, old.closed_by) == ("closed", False, "migration")
     assert (active.case, active.in_alarm, active.state) == ("open", True, "unacknowledged")
+    # the escalation clock, read once from the old history: since the rise, one step done since
+    assert (active.unacked_since, active.escalations) == (4000, 1)
     t = 10_000 * 1_000_000_000
     new = book.apply(det.evaluate(ReadingBatch.of([0], [t], [30.0])))
     assert [(e.type, e.alarm.id, e.alarm.linked_to) for e in new] == [("raised", 3, 1)]
