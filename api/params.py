@@ -52,3 +52,12 @@ def parse_every_ns(name: str, text: str) -> int:
     if not _UNIT_NS["ms"] <= ns <= 366 * _UNIT_NS["d"]:
         raise bad_param(name, "duration out of range (1 ms to 366 d)")
     return ns
+
+
+def end_ms(now_ms: int, minutes: float | None, until: str | int | None) -> int | None:
+    """When something asked for "for ``minutes``" or "``until`` a time" ends (None: neither given)."""
+    if minutes is not None:
+        return now_ms + int(minutes * 60_000)
+    if until is not None:
+        return parse_time_ms("until", str(until))
+    return None

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from alerts.model import CASE_STATES, DISPATCHED, KINDS, STATES, AlarmEvent
 from api.auth import require_roles
 from api.deps import GatewayDep
-from api.params import parse_time_ms
+from api.params import end_ms, parse_time_ms
 from api.scope import CallerScope
 from gateway.config import User
 from gateway.errors import AlarmError
@@ -150,10 +150,9 @@ async def shelve(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_i
     The longest shelf is ``[alarms] max_shelve`` seconds (a shift by default).
     """
     now = _now(gateway)
-    if body.minutes is not None:
-        until_ms = now + int(body.minutes * 60_000)
-    else:
-        until_ms = parse_time_ms("until", str(body.until))
+    until_ms = end_ms(now, body.minutes, body.until)
+    if until_ms is None:  # ShelveBody already refuses a body without one
+        raise AlarmError("a shelf needs minutes or until")
     longest = gateway.config.alarms.max_shelve * 1000
     if until_ms - now > longest:
         raise AlarmError(f"a shelf may last at most {longest / 3_600_000:g} h ([alarms] max_shelve)")

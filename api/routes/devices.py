@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import require_roles
 from api.deps import GatewayDep
-from api.params import parse_time_ms
+from api.params import end_ms
 from api.scope import CallerScope
 from gateway.config import User
 
@@ -62,11 +62,7 @@ async def start(gateway: GatewayDep, scope: CallerScope, user: Maintainer, enter
     scope.require_enterprise(gateway.registry, enterprise)
     info = gateway.registry.device(enterprise, device)
     now = gateway.clock.now_ns() // 1_000_000
-    until = None
-    if body.minutes is not None:
-        until = now + int(body.minutes * 60_000)
-    elif body.until is not None:
-        until = parse_time_ms("until", str(body.until))
+    until = end_ms(now, body.minutes, body.until)
     events = gateway.book.set_maintenance(info, user.username, body.note, now, until)
     gateway.dispatch(events)
     return {"device": info.device_id, "in_maintenance": True, "until": until,
