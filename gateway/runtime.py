@@ -317,9 +317,11 @@ class Gateway:
         alarm (``store_failing``, admins), cleared when it works again. Short hiccups stay in /healthz."""
         troubles: dict[str, tuple[bool, float | None, str]] = {}
         for name, drainer in self.storage.drainers.items():
-            h = drainer.health()
-            troubles[f"sink/{name}"] = (drainer.state == "failing", float(h["backlog_readings"]),
-                                        f"sink {name} failing: {h['last_error']}")
+            if drainer.state != "failing":  # the backlog is a query: only read for the alarm's value
+                troubles[f"sink/{name}"] = (False, None, "")
+                continue
+            backlog = float(drainer.outbox.backlog(name)[0])
+            troubles[f"sink/{name}"] = (True, backlog, f"sink {name} failing: {drainer.last_error}")
         err = self.storage.append_error
         troubles["outbox/append"] = (err is not None, None, f"the outbox refuses writes, ingest paused: {err}")
         for key, (bad, value, reason) in troubles.items():
