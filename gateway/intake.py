@@ -5,8 +5,11 @@ behind: backpressure, never a drop), :meth:`Intake.device_status` when a device 
 comes back, and :meth:`RejectCounter.reject` for every input they cannot accept. Rejections are
 counted by kind and reason, logged once per (kind, reason), and the latest are kept for the API.
 
-Points with ``signal = "4-20mA"`` arrive as loop current; :class:`LoopConversion` turns them into
-engineering units before the batch is stored, so every store and the detector see one unit per point.
+Before a batch is committed to the outbox the intake settles its quality, so that every reader of
+the outbox (the SQLite and InfluxDB sinks, the export, the detector) sees the same reading: points
+with ``signal = "4-20mA"`` arrive as loop current and :class:`LoopConversion` turns them into
+engineering units, and :class:`RangeCheck` marks a reading outside its sensor's measuring range with
+FAULT quality (stored, never averaged, and a fault alarm for the detector).
 """
 
 from __future__ import annotations
@@ -126,32 +129,85 @@ class LoopConversion:
         return ReadingBatch(batch.sensor, batch.ts, value, quality)
 
 
+@dataclass(frozen=True, slots=True)
+class RangeCheck:
+    """Each sensor's measuring range (NaN where it has none): a reading outside it is a FAULT reading."""
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def from_registry(cls, registry: Registry) -> RangeCheck:
+        ranges = [s.point.effective_range() for s in registry.sensors]
+        return cls(np.array([np.nan if r[0] is None else r[0] for r in ranges], dtype=np.float64),
+                   np.array([np.nan if r[1] is None else r[1] for r in ranges], dtype=np.float64))
+
+    def outside(self, batch: ReadingBatch) -> np.ndarray:
+        """Which readings lie outside their range and are not marked FAULT yet."""
+        v = batch.value
+        out = (v < self.low[batch.sensor]) | (v > self.high[batch.sensor])
+        return out & (batch.quality != Quality.FAULT)
+
+
 class Intake:
-    """The bounded entry of the pipeline, shared by every collector."""
+    """The bounded entry of the pipeline, shared by every collector.
+
+    With ``accept`` (the outbox commit) a batch is done once it is durable: every consumer reads it
+    back from the outbox. Without it (a collector on its own, in tests and benches) accepted batches
+    wait in ``readings`` for whoever reads them.
+    """
 
     def __init__(self, maxsize: int = 256,
                  accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
-                 loop: LoopConversion | None = None) -> None:
+                 loop: LoopConversion | None = None, ranges: RangeCheck | None = None,
+                 registry: Registry | None = None) -> None:
         self.readings: asyncio.Queue[ReadingBatch] = asyncio.Queue(maxsize)
         self.accept = accept  # the durable step (the outbox): a batch counts as accepted after it
         self.loop = loop  # 4-20 mA points: converted before the durable step
+        self.ranges = ranges  # measuring ranges: marked before the durable step
+        self.registry = registry  # to name a sensor in a rejection
         self.statuses: asyncio.Queue[DeviceStatus] = asyncio.Queue(4096)
         self.rejects = RejectCounter()
         self.submitted = 0
+        self.out_of_range = 0
+
+    @classmethod
+    def for_registry(cls, registry: Registry, accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
+                     maxsize: int = 256) -> Intake:
+        """An intake that converts and range-checks every point of ``registry``."""
+        return cls(maxsize, accept, LoopConversion.from_registry(registry), RangeCheck.from_registry(registry),
+                   registry)
+
+    def settle(self, batch: ReadingBatch) -> ReadingBatch:
+        """The batch as it is committed: loop current converted, readings outside their range FAULT."""
+        if self.loop is not None:
+            batch = self.loop.convert(batch)
+        if self.ranges is None:
+            return batch
+        out = self.ranges.outside(batch)
+        n = int(np.count_nonzero(out))
+        if not n:
+            return batch
+        self.out_of_range += n
+        first = int(batch.sensor[np.flatnonzero(out)[0]])
+        source = self.registry.sensors[first].sensor_id if self.registry is not None else str(first)
+        self.rejects.reject("intake", "out_of_range", source, "value outside the measuring range: stored as a fault",
+                            n=n)
+        quality = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(QUALITY_DTYPE)
+        return ReadingBatch(batch.sensor, batch.ts, batch.value, quality)
 
     async def submit(self, batch: ReadingBatch) -> None:
         """Hand a batch to the pipeline; returns once it is accepted (durable, when ``accept`` is set).
 
-        Waits while the outbox or the pipeline is full: backpressure, never a drop. Loop-current
-        readings are converted to engineering units first (``loop``), so what is stored is what
-        the detector evaluates.
+        Waits while the outbox (or, without one, ``readings``) is full: backpressure, never a drop.
+        The batch is settled first (:meth:`settle`), so what is stored is what the detector evaluates.
         """
         if len(batch):
-            if self.loop is not None:
-                batch = self.loop.convert(batch)
+            batch = self.settle(batch)
             if self.accept is not None:
                 await self.accept(batch)
-            await self.readings.put(batch)
+            else:
+                await self.readings.put(batch)
             self.submitted += len(batch)
 
     async def device_status(self, status: DeviceStatus) -> None:
