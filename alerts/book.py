@@ -17,10 +17,11 @@ history) within a :class:`~alerts.model.Within`, the caller's scope.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS suppression (
 CREATE TABLE IF NOT EXISTS reports (
     alarm_id INTEGER PRIMARY KEY REFERENCES alarms (id), location TEXT, contact TEXT, client TEXT
 );
+CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 # Columns added after the first release: added to an older book when it is opened.
 ADDED_COLUMNS = {
@@ -88,7 +90,7 @@ ADDED_COLUMNS = {
                ("department", "TEXT"), ("shelved_until", "INTEGER"), ("closed_at", "INTEGER"),
                ("closed_by", "TEXT"), ("linked_to", "INTEGER"), ("chattering", "INTEGER NOT NULL DEFAULT 0"),
                ("unacked_since", "INTEGER"), ("escalations", "INTEGER NOT NULL DEFAULT 0")],
-    "events": [("grid", "TEXT NOT NULL DEFAULT ''")],
+    "events": [("grid", "TEXT NOT NULL DEFAULT ''"), ("push", "INTEGER")],
 }
 INDEXES = """
 CREATE INDEX IF NOT EXISTS alarms_case ON alarms (case_state);
@@ -170,6 +172,43 @@ class AlarmBook:
 
     def close(self) -> None:
         self._db.close()
+
+    # -- the evaluation cursor --------------------------------------------------------------------
+
+    def cursor(self, consumer: str) -> int | None:
+        """The last outbox batch ``consumer`` (the detector) evaluated into this book, None if never."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM cursors WHERE consumer = ?", (consumer,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_cursor(self, consumer: str, seq: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO cursors (consumer, seq) VALUES (?, ?)", (consumer, seq))
+
+    def mark_pushed(self, pushed: Iterable[int], held: Iterable[int]) -> None:
+        """Which events the notifiers push (1) and which the noise monitor or a hidden state held (0);
+        an event never marked (the gateway died first) counts as pushed."""
+        with self._tx():
+            for flag, ids in ((1, list(pushed)), (0, list(held))):
+                if ids:
+                    self._db.execute(f"UPDATE events SET push = ? WHERE id IN ({', '.join('?' * len(ids))})",
+                                     (flag, *ids))
+
+    def events_to_push(self, after: int, limit: int) -> list[tuple[int, AlarmEvent | None]]:
+        """The events after ``after``, oldest first, each with None in place of one held from the pushes."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, type, ts, actor, note, recipients, snapshot, push FROM events"
+                                    " WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [(r[0], None if r[7] == 0 else self._row_to_event(r)) for r in rows]
+
+    @contextlib.contextmanager
+    def evaluating(self, consumer: str, seq: int) -> Iterator[None]:
+        """One transaction for everything a batch of the outbox changes in the book, ending with the
+        consumer's cursor at ``seq``: the batch counts as evaluated exactly when its changes are
+        committed, so a crash replays it whole or not at all."""
+        with self._tx():
+            yield
+            self._db.execute("INSERT OR REPLACE INTO cursors (consumer, seq) VALUES (?, ?)", (consumer, seq))
 
     # -- the detector and the collectors --------------------------------------------------------
 

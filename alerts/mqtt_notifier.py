@@ -1,10 +1,11 @@
 """The MQTT notifier: publishes alarm events on the grid and officer alarm topics, QoS 1.
 
 Each event goes to ``{prefix}/alarms/{grid}`` and to ``{prefix}/officers/{officer}/alarms`` for each
-recipient. The notifier takes events from the pipeline without blocking it (a bounded queue; an
-event that does not fit is counted as dropped: the book still has it and the live stream replays
-it), and publishes from its own paho client, which keeps QoS 1 messages queued while the broker is
-away and resends them on reconnect.
+recipient. The notifier reads its events from a feed (:mod:`alerts.feed`; in the gateway the book's
+event log after its own durable cursor) and publishes from its own paho client, which keeps QoS 1
+messages queued while the broker is away and resends them on reconnect. An event is done, and the
+cursor may pass it, once the broker acknowledged (PUBACK) every topic it went to; after a restart
+what was not acknowledged is published again, with the same event id.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerts.feed import EventFeed, QueueFeed
 from alerts.model import AlarmEvent
 from gateway.config import MqttSection
 
@@ -27,22 +29,22 @@ log = logging.getLogger(__name__)
 class MqttNotifier:
     """Alarm events to MQTT; ``offer`` from the pipeline, ``run`` as a task."""
 
-    def __init__(self, cfg: MqttSection, client_id: str, queue_size: int = 10_000) -> None:
+    def __init__(self, cfg: MqttSection, client_id: str, feed: EventFeed | None = None,
+                 max_in_flight: int = 1000) -> None:
         self.cfg = cfg
         self.client_id = client_id
-        self.queue: asyncio.Queue[AlarmEvent] = asyncio.Queue(queue_size)
+        self.feed: EventFeed = feed if feed is not None else QueueFeed()
+        self.max_in_flight = max_in_flight
         self.published = 0
         self.acked = 0
-        self.dropped = 0
         self.connected = False
         self.last_error: str | None = None
+        self._mids: dict[int, int] = {}  # paho message id -> event id
+        self._waiting: dict[int, int] = {}  # event id -> PUBACKs still to come
+        self._room = asyncio.Event()
 
     def offer(self, events: list[AlarmEvent]) -> None:
-        for ev in events:
-            try:
-                self.queue.put_nowait(ev)
-            except asyncio.QueueFull:
-                self.dropped += 1
+        self.feed.offer(events)
 
     def topics(self, event: AlarmEvent) -> list[str]:
         p = self.cfg.prefix
@@ -74,15 +76,24 @@ class MqttNotifier:
             self.connected = False
 
         def on_publish(c: mqtt.Client, userdata: object, mid: int, rc: object, props: object) -> None:
-            loop.call_soon_threadsafe(self._count_ack)
+            loop.call_soon_threadsafe(self._acked, mid)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
         return client
 
-    def _count_ack(self) -> None:
+    def _acked(self, mid: int) -> None:
         self.acked += 1
+        event_id = self._mids.pop(mid, None)
+        if event_id is None:
+            return
+        self._waiting[event_id] -= 1
+        if not self._waiting[event_id]:
+            del self._waiting[event_id]
+            self.feed.done(event_id)
+            if len(self._waiting) < self.max_in_flight:
+                self._room.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -102,15 +113,24 @@ class MqttNotifier:
         client.loop_start()  # paho reconnects by itself from here on
         try:
             while True:
-                ev = await self.queue.get()
-                payload = ev.to_json()
-                for topic in self.topics(ev):
-                    client.publish(topic, payload, qos=1)
-                    self.published += 1
+                while len(self._waiting) >= self.max_in_flight:  # the broker is away: stop reading
+                    self._room.clear()
+                    await self._room.wait()
+                for ev in await self.feed.take(100):
+                    payload = ev.to_json()
+                    topics = self.topics(ev)
+                    if not topics:
+                        self.feed.done(ev.id)
+                        continue
+                    self._waiting[ev.id] = len(topics)
+                    for topic in topics:
+                        info = client.publish(topic, payload, qos=1)
+                        self._mids[info.mid] = ev.id
+                        self.published += 1
         finally:
             client.disconnect()
             client.loop_stop()
 
     def health(self) -> dict[str, object]:
         return {"connected": self.connected, "published": self.published, "acked": self.acked,
-                "dropped": self.dropped, "queued": self.queue.qsize(), "last_error": self.last_error}
+                "awaiting_ack": len(self._waiting), "last_error": self.last_error, **self.feed.health()}

@@ -1,14 +1,17 @@
 """Webhook notifiers: alarm events as HTTP POSTs to a generic JSON endpoint or a DingTalk/WeCom group robot.
 
-The pipeline hands events to ``offer`` without ever waiting (a bounded queue; an event that does
-not fit is counted as dropped: the book still has it). ``run`` sends them in order, one request
-each, and keeps retrying the same event with exponential backoff and jitter while the receiver is
-unreachable, times out, is rate limiting (429 with its Retry-After, or the robots' rate-limit
-``errcode``) or answers 5xx, so a receiver that is down gets every notification when it comes back.
-Any other refusal (a 4xx, a robot ``errcode`` such as a bad signature) is permanent: logged once,
-counted, written to the delivery log as failed, and the next event goes out. Rendering a request
-(body, signature, headers) and judging a reply are pure functions of the event, the secret and the
-injected clock, so the formats and the signatures are table-tested without a network.
+The notifier reads its events from a feed (:mod:`alerts.feed`; in the gateway the book's event log
+after the webhook's own durable cursor, so a restart resumes where it stopped; ``offer`` is the
+pipeline's hint, never waiting). ``run`` sends them in order, one request each (the event id in
+``X-Gridgate-Event-Id`` and in the body: the idempotency key), confirms each to the feed once it was
+delivered or refused for good, and keeps retrying the same event with exponential backoff and jitter
+while the receiver is unreachable, times out, is rate limiting (429 with its Retry-After, or the
+robots' rate-limit ``errcode``) or answers 5xx, so a receiver that is down gets every notification
+when it comes back. Any other refusal (a 4xx, a robot ``errcode`` such as a bad signature) is
+permanent: logged once, counted, written to the delivery log as failed, and the next event goes out.
+Rendering a request (body, signature, headers) and judging a reply are pure functions of the event,
+the secret and the injected clock, so the formats and the signatures are table-tested without a
+network.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib.parse import quote_plus
 import httpx
 import orjson
 
+from alerts.feed import EventFeed, QueueFeed
 from alerts.model import AlarmEvent
 from gateway.clock import Clock, SystemClock
 
@@ -202,7 +206,6 @@ def judge(fmt: Format, status: int, headers: dict[str, str], body: bytes, now_s:
 class _Counters:
     delivered: int = 0
     failed: int = 0
-    dropped: int = 0
     retries: int = 0
     last_error: str | None = None
     state: Literal["idle", "sending", "retrying"] = "idle"
@@ -214,7 +217,7 @@ class WebhookNotifier:
 
     def __init__(self, name: str, url: str, fmt: Format, *, secret: str | None = None, timeout: float = 5.0,
                  queue_size: int = 10_000, backoff: tuple[float, float] = (0.5, 60.0), clock: Clock | None = None,
-                 log_size: int = 1000) -> None:
+                 log_size: int = 1000, feed: EventFeed | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"notifier {name}: unknown webhook format {fmt!r}; expected one of {FORMATS}")
         if httpx.URL(url).scheme not in ("http", "https"):
@@ -228,7 +231,7 @@ class WebhookNotifier:
         self.timeout = timeout
         self.backoff = backoff
         self.clock: Clock = clock or SystemClock()
-        self.queue: asyncio.Queue[AlarmEvent] = asyncio.Queue(queue_size)
+        self.feed: EventFeed = feed if feed is not None else QueueFeed(queue_size)
         self._c = _Counters(log=deque(maxlen=log_size))
         self._in_flight = 0
         self._failing = False
@@ -239,22 +242,19 @@ class WebhookNotifier:
         return list(self._c.log)
 
     def offer(self, events: list[AlarmEvent]) -> None:
-        for ev in events:
-            try:
-                self.queue.put_nowait(ev)
-            except asyncio.QueueFull:
-                self._c.dropped += 1
+        self.feed.offer(events)
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
-                ev = await self.queue.get()
-                self._in_flight = 1
-                try:
-                    await self._deliver(client, ev)
-                finally:
-                    self._in_flight = 0
-                    self._c.state = "idle"
+                for ev in await self.feed.take(100):
+                    self._in_flight = 1
+                    try:
+                        await self._deliver(client, ev)
+                    finally:
+                        self._in_flight = 0
+                        self._c.state = "idle"
+                    self.feed.done(ev.id)
 
     async def _deliver(self, client: httpx.AsyncClient, ev: AlarmEvent) -> None:
         c = self._c
@@ -303,7 +303,8 @@ class WebhookNotifier:
 
     def health(self) -> dict[str, object]:
         c = self._c
+        feed = self.feed.health()
         return {"name": self.name, "format": self.fmt, "state": c.state,
-                "queued": self.queue.qsize() + self._in_flight, "delivered": c.delivered, "failed": c.failed,
-                "dropped": c.dropped, "retries": c.retries, "last_error": c.last_error}
+                "in_flight": self._in_flight, "delivered": c.delivered, "failed": c.failed,
+                "retries": c.retries, "last_error": c.last_error, **feed}
 

@@ -1,14 +1,17 @@
 """The outbox: a durable spool (SQLite, WAL) between the pipeline and every sink.
 
 A batch is committed here before it counts as accepted (the MQTT collector acknowledges a message
-only after that). Each sink has a cursor: it reads the batches after its cursor in order, writes
+only after that). It is the log every consumer downstream reads: each sink, and the detector (a
+*kept* consumer, see below). Each consumer has a cursor: it reads the batches after its cursor in order, writes
 them, and moves its cursor only once the sink confirmed the write, so delivery is at-least-once and
 per-sensor order is kept on replay; sinks write idempotently, so a replay stores nothing twice. A
 batch is deleted once every sink has confirmed it. Sinks lag independently.
 
 The spool has a byte quota. When an append takes it over, the oldest batches are dropped (whatever
 sink still wanted them), and the append returns a :class:`DropReport` naming how many readings and
-which time span were lost, for the ``data_loss`` system alarm. Nothing is dropped silently.
+which time span were lost, for the ``data_loss`` system alarm. Nothing is dropped silently. Batches
+that a kept consumer (the detector) has not confirmed are never dropped: the quota may cost
+storage, never an evaluation.
 
 All methods are synchronous and thread-safe; the runtime calls them from one worker thread.
 """
@@ -85,18 +88,23 @@ def decode(payload: bytes, n: int) -> ReadingBatch:
 class Outbox:
     """Batches waiting for their sinks, in one SQLite file."""
 
-    def __init__(self, path: str | Path, sinks: Sequence[str], max_bytes: int) -> None:
+    def __init__(self, path: str | Path, sinks: Sequence[str], max_bytes: int, keep: Sequence[str] = ()) -> None:
         self.path = str(path)
         self.sinks = list(sinks)
+        self.keep = list(keep)  # consumers whose unconfirmed batches the quota never drops
+        self.consumers = self.sinks + self.keep
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._db = open_wal(self.path, SCHEMA, "the outbox")
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()
         first_seq = int(self._db.execute("SELECT COALESCE(MIN(seq), 1) FROM batches").fetchone()[0])
-        for sink in self.sinks:
-            # A new sink starts at what is spooled now; a known one where it left off.
+        for sink in self.consumers:
+            # A new consumer starts at what is spooled now; a known one where it left off.
             self._db.execute("INSERT OR IGNORE INTO cursors (sink, seq) VALUES (?, ?)", (sink, first_seq - 1))
-        self.last_seq = int(row[0])
+        # AUTOINCREMENT never reuses a seq, even after every batch was confirmed and deleted: the
+        # last one ever given out is in sqlite_sequence.
+        given = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+        self.last_seq = max(int(row[0]), int(given[0]) if given else 0)
         self.size = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batches").fetchone()[0])
         self.readings = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM batches").fetchone()[0])
         totals = self._db.execute("SELECT COALESCE(SUM(batches), 0), COALESCE(SUM(readings), 0) FROM losses")
@@ -126,7 +134,10 @@ class Outbox:
     def _enforce_quota(self) -> DropReport | None:
         dropped: list[tuple[int, int, int, int, int]] = []
         size = self.size
-        rows = self._db.execute("SELECT seq, n, t_min, t_max, LENGTH(payload) FROM batches ORDER BY seq").fetchall()
+        cursors = dict(self._db.execute("SELECT sink, seq FROM cursors").fetchall())
+        kept = min((int(cursors.get(k, 0)) for k in self.keep), default=self.last_seq)
+        rows = self._db.execute("SELECT seq, n, t_min, t_max, LENGTH(payload) FROM batches WHERE seq <= ? ORDER BY seq",
+                                (kept,)).fetchall()
         for seq, n, t0, t1, nbytes in rows:
             if size <= self.max_bytes or seq == self.last_seq:
                 break  # never drop the batch just accepted
@@ -136,7 +147,6 @@ class Outbox:
             return None
         upto = dropped[-1][0]
         readings = sum(d[1] for d in dropped)
-        cursors = dict(self._db.execute("SELECT sink, seq FROM cursors").fetchall())
         lost = {sink: sum(d[1] for d in dropped if d[0] > cursors.get(sink, 0)) for sink in self.sinks}
         report = DropReport(len(dropped), readings, min(d[2] for d in dropped), max(d[3] for d in dropped),
                             {k: v for k, v in lost.items() if v})
@@ -157,10 +167,12 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
 
-    def read(self, sink: str, max_readings: int) -> Pending | None:
-        """The oldest batches ``sink`` has not confirmed, up to about ``max_readings`` readings."""
+    def read(self, sink: str, max_readings: int, after: int | None = None) -> Pending | None:
+        """The oldest batches ``sink`` has not confirmed (or those after ``after``), up to about
+        ``max_readings`` readings."""
         with self._lock:
-            after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
+            if after is None:
+                after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
             rows = self._db.execute("SELECT seq, n, at, payload FROM batches WHERE seq > ? ORDER BY seq",
                                     (after,))
             parts, total, last, since = [], 0, after, 0
@@ -181,9 +193,9 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("UPDATE cursors SET seq = MAX(seq, ?) WHERE sink = ?", (upto_seq, sink))
-            marks = ",".join("?" * len(self.sinks))
+            marks = ",".join("?" * len(self.consumers))
             low = int(self._db.execute(f"SELECT MIN(seq) FROM cursors WHERE sink IN ({marks})",
-                                       self.sinks).fetchone()[0])
+                                       self.consumers).fetchone()[0])
             freed = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0), COALESCE(SUM(n), 0) FROM batches"
                                      " WHERE seq <= ?", (low,)).fetchone()
             self._db.execute("DELETE FROM batches WHERE seq <= ?", (low,))

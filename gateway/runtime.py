@@ -1,10 +1,11 @@
 """The runtime: builds every component from a Config and runs them in one asyncio TaskGroup.
 
 Start order: stores, alarm book and notifiers, detector, collectors, then the API. Readings flow
-intake → pipeline (range check, detector, alarm book, live hub) → store queue → store writer.
-Every edge is a bounded queue; the pipeline blocks when the store falls behind, and the
-collectors block when the pipeline does. Cancelling :meth:`Gateway.run` stops it all: the
-collectors stop first, then the queues drain into the store.
+intake (4-20 mA conversion, range check) → outbox commit (then the MQTT PUBACK) → the outbox's
+consumers, each at its own durable cursor: the sinks (SQLite, InfluxDB) and the evaluation
+(detector → alarm book, its cursor committed with the book's changes) → live hub and notifiers.
+The collectors block when the outbox commit falls behind. Cancelling :meth:`Gateway.run` stops it
+all: the collectors stop first, then the evaluation and the sinks catch up with the outbox.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from alerts.book import AlarmBook
-from alerts.detector import FAULT, LEVEL_NAMES, PROCESS, RATE, Detector
+from alerts.detector import Detector
 from alerts.escalation import Escalator
+from alerts.evaluation import Evaluation
+from alerts.feed import BookFeed
 from alerts.hub import AlarmHub
 from alerts.model import AlarmEvent
 from alerts.noise import NoiseMonitor
-from gateway.batch import Quality, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.errors import RegistryError
-from gateway.intake import Intake, LoopConversion
+from gateway.intake import Intake
 from gateway.registry import Registry
 from gateway.storage import Storage
 
@@ -52,7 +51,7 @@ class Gateway:
         self.registry = Registry(cfg)
         self.storage = Storage(cfg, self.registry, self.data_dir, self._data_lost, self._data_flowing)
         self.store = self.storage.store
-        self.intake = Intake(accept=self.storage.accept, loop=LoopConversion.from_registry(self.registry))
+        self.intake = Intake.for_registry(self.registry, accept=self.storage.accept)
         self.detector = Detector(self.registry)
         self.book = AlarmBook(self.data_dir / "alarms.db", self.registry)
         self.hub = AlarmHub()
@@ -68,13 +67,10 @@ class Gateway:
         self.notifiers: dict[str, Any] = {}
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.started = asyncio.Event()
-        self.evaluated = 0
-        self.out_of_range = 0
-        self._suppressors = self._build_suppressors()
+        self.evaluation = Evaluation(self.registry, self.detector, self.book, self.storage.outbox,
+                                     self.storage.executor, self.dispatch)
+        self.storage.on_commit.append(self.evaluation.wakeup)
         self._store_trouble: dict[str, int] = {}  # system alarm key -> since when (epoch ms)
-        self._recovering: set[int] = set()  # devices with a communication alarm open at start
-        self._restore_alarm_state()
-        self._evaluating = False
         self._collector_tasks: list[asyncio.Task] = []
 
     def _load_secret(self) -> bytes:
@@ -107,6 +103,9 @@ class Gateway:
         if not events:
             return
         events, push = self.noise.observe(events)
+        pushed = {e.id for e in push}
+        # The notifiers read the book, not this list: what they may push is kept with the events.
+        self.book.mark_pushed(pushed, [e.id for e in events if e.id not in pushed])
         for targets, batch in ((self.listeners, events), (self.pushers, push)):
             if not batch:
                 continue
@@ -130,15 +129,17 @@ class Gateway:
         from alerts.webhook import WebhookNotifier
 
         for n in self.config.notifiers:
-            hook = WebhookNotifier(n.name, n.url, n.format, secret=n.secret, timeout=n.timeout, clock=self.clock)
+            feed = BookFeed(self.book, n.name, frozenset(n.grids) if n.grids else None)
+            hook = WebhookNotifier(n.name, n.url, n.format, secret=n.secret, timeout=n.timeout, clock=self.clock,
+                                   feed=feed)
             self.notifiers[n.name] = hook
-            self.add_pusher(hook.offer if not n.grids else _for_grids(hook.offer, frozenset(n.grids)))
+            self.add_pusher(hook.offer)
 
     def _build_notifiers(self) -> None:
         from alerts.mqtt_notifier import MqttNotifier
 
         client_id = (self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}") + "-alarms"
-        notifier = MqttNotifier(self.config.mqtt, client_id)
+        notifier = MqttNotifier(self.config.mqtt, client_id, feed=BookFeed(self.book, "mqtt"))
         self.notifiers["mqtt"] = notifier
         self.add_pusher(notifier.offer)
 
@@ -157,7 +158,7 @@ class Gateway:
                 tg.create_task(self.storage.run(), name="storage")
                 for notifier in self.notifiers.values():
                     tg.create_task(notifier.run(), name=f"notifier-{type(notifier).__name__}")
-                tg.create_task(self._pipeline(), name="pipeline")
+                tg.create_task(self.evaluation.run(), name="evaluation")
                 tg.create_task(self._statuses(), name="device-status")
                 tg.create_task(self._stale_watch(), name="stale-watch")
                 tg.create_task(self._escalate(), name="escalation")
@@ -178,108 +179,27 @@ class Gateway:
             self.book.close()
 
     async def _drain(self) -> None:
-        """On stop: let the intake empty and the sinks catch up before the tasks are cancelled.
+        """On stop: let the evaluation and the sinks catch up before the tasks are cancelled.
 
-        Whatever a sink has not confirmed by then stays in the outbox for the next start.
+        Whatever the detector or a sink has not confirmed by then stays in the outbox for the next start.
         """
         for task in self._collector_tasks:  # collectors stop first: nothing new comes in
             task.cancel()
         await asyncio.gather(*self._collector_tasks, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
-                while not self.intake.readings.empty() or self._evaluating:
+                while not self.evaluation.caught_up:
+                    self.evaluation.wakeup.set()
                     await asyncio.sleep(0.01)
         await self.storage.drain(10)
 
-    async def _pipeline(self) -> None:
-        readings = self.intake.readings
-        while True:
-            first = await readings.get()
-            self._evaluating = True
-            parts = [first]
-            size = len(first)
-            while size < 50_000 and not readings.empty():
-                b = readings.get_nowait()
-                parts.append(b)
-                size += len(b)
-            batch = self.check_range(ReadingBatch.concat(parts))
-            if self._suppressors[0].size:  # before the transitions: a unit stopping hides what follows
-                self._follow_suppressors(batch)
-            if self._recovering:
-                self._recovered(batch)
-            transitions = self.detector.evaluate(batch)
-            self.evaluated += len(batch)
-            if len(transitions):
-                self.dispatch(self.book.apply(transitions))
-            self._evaluating = False
+    @property
+    def evaluated(self) -> int:
+        return self.evaluation.evaluated
 
-    def _restore_alarm_state(self) -> None:
-        """After a restart, the detector starts from the conditions the book still has active, and
-        a device with an open communication alarm clears it with its first reading."""
-        codes = {name: code for code, name in LEVEL_NAMES.items()}
-        reg = self.registry
-        for alarm in self.book.list_alarms(None, case="open_cases", limit=10_000_000):
-            if not alarm.in_alarm or not alarm.enterprise:
-                continue
-            try:
-                if alarm.kind == "communication" and alarm.level in ("offline", "stale"):
-                    self._recovering.add(reg.device(alarm.enterprise, alarm.device).index)
-                    continue
-                index = reg.sensor_index(alarm.sensor_id)
-            except RegistryError:  # no longer configured: nothing will clear it but an officer
-                continue
-            if alarm.kind == "fault":
-                self.detector.restore(index, FAULT, 1)
-            elif alarm.kind == "process" and alarm.level == "rate_of_change":
-                self.detector.restore(index, RATE, 1)
-            elif alarm.kind == "process" and alarm.level in codes:
-                self.detector.restore(index, PROCESS, codes[alarm.level], alarm.peak)
-
-    def _recovered(self, batch: ReadingBatch) -> None:
-        seen = set(np.unique(self.detector.device_of[batch.sensor]).tolist()) & self._recovering
-        for i in seen:
-            self._recovering.discard(i)
-            device = self.registry.devices[i]
-            self.dispatch(self.book.communication(device, True, int(batch.ts.max()), "offline", "data again"))
-
-    def _build_suppressors(self) -> tuple[np.ndarray, dict[int, list[str]], dict[int, bool]]:
-        """Status points that suppress others by design (``suppressed_by``): their sensor indexes,
-        the sensors each one suppresses, and whether its unit is stopped now."""
-        reg = self.registry
-        by: dict[int, list[str]] = {}
-        for info in reg.sensors:
-            if info.point.suppressed_by:
-                key = f"{info.enterprise}/{info.device}/{info.point.suppressed_by}"
-                by.setdefault(reg.sensor_index(key), []).append(info.sensor_id)
-        stopped = {i: any(sid in self.book.suppressed for sid in sids) for i, sids in by.items()}
-        return np.array(sorted(by), dtype=np.int32), by, stopped
-
-    def _follow_suppressors(self, batch: ReadingBatch) -> None:
-        indexes, by, stopped = self._suppressors
-        hit = np.flatnonzero(np.isin(batch.sensor, indexes) & (batch.quality != Quality.FAULT))
-        for k in hit:  # in order: the last reading of a status point decides
-            i = int(batch.sensor[k])
-            off = float(batch.value[k]) == 0.0
-            if off != stopped[i]:
-                stopped[i] = off
-                unit = self.registry.sensors[i].sensor_id
-                reason = f"{unit} reads 0: the unit is stopped" if off else f"{unit} runs again"
-                self.dispatch(self.book.suppress(by[i], off, int(batch.ts[k]) // 1_000_000, reason))
-
-    def check_range(self, batch: ReadingBatch) -> ReadingBatch:
-        """Mark readings outside their sensor's measuring range as faults, and count them."""
-        d = self.detector
-        v = batch.value
-        out = (v < d.range_low[batch.sensor]) | (v > d.range_high[batch.sensor])
-        n = int(np.count_nonzero(out & (batch.quality != Quality.FAULT)))
-        if not n:
-            return batch
-        self.out_of_range += n
-        first = int(batch.sensor[np.flatnonzero(out)[0]])
-        sid = self.registry.sensors[first].sensor_id
-        self.intake.rejects.reject("intake", "out_of_range", sid, "value outside the measuring range", n=n)
-        q = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(np.uint8)
-        return ReadingBatch(batch.sensor, batch.ts, batch.value, q)
+    @property
+    def out_of_range(self) -> int:
+        return self.intake.out_of_range
 
     def _data_lost(self, reason: str) -> None:
         readings = self.storage.episode.get("readings", 0)
@@ -374,9 +294,9 @@ class Gateway:
             "pipeline": {
                 "evaluated": self.evaluated,
                 "stored": self.stored,
-                "intake_queue": self.intake.readings.qsize(),
                 "rejected": self.intake.rejects.snapshot(),
             },
+            "evaluation": self.evaluation.health(),
             "storage": self.storage.health(),
             "collectors": {name: c.health() for name, c in self.collectors.items()},
             "notifiers": {name: n.health() for name, n in self.notifiers.items()},
@@ -387,14 +307,3 @@ class Gateway:
             "live": {"subscribers": self.hub.subscribers, "published": self.hub.published,
                      "delivered": self.hub.delivered, "overflows": self.hub.overflows},
         }
-
-
-def _for_grids(offer: EventListener, grids: frozenset[str]) -> EventListener:
-    """A listener that passes on only the events of ``grids``."""
-
-    def listener(events: list[AlarmEvent]) -> None:
-        mine = [e for e in events if e.alarm.grid in grids]
-        if mine:
-            offer(mine)
-
-    return listener

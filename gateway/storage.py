@@ -48,7 +48,10 @@ class Storage:
 
             self.influx = InfluxSink(self.cfg.influxdb, registry)
             self.sinks.append(self.influx)
-        self.outbox = Outbox(data_dir / "outbox.db", [s.name for s in self.sinks], self.cfg.outbox_max_mb * 2**20)
+        # The detector reads the outbox too (alerts.evaluation): the quota never drops what it has not evaluated.
+        self.outbox = Outbox(data_dir / "outbox.db", [s.name for s in self.sinks], self.cfg.outbox_max_mb * 2**20,
+                             keep=["detector"])
+        self.on_commit: list[asyncio.Event] = []  # other consumers of the outbox, woken by each commit
         self.drainers = {
             s.name: SinkDrainer(s, self.outbox, self._outbox_exec, on_confirmed=self._confirmed,
                                 max_age=0.2 if s.name == "sqlite" else 1.0)
@@ -101,6 +104,8 @@ class Storage:
             self._committing = False
             for drainer in self.drainers.values():
                 drainer.wakeup.set()
+            for wakeup in self.on_commit:
+                wakeup.set()
             if drop is not None:
                 self._lost(drop)
 
@@ -166,6 +171,11 @@ class Storage:
             except Exception:
                 log.exception("retention pass failed; will try again")
             await asyncio.sleep(period)
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The one thread every call into the outbox runs on."""
+        return self._outbox_exec
 
     @property
     def idle(self) -> bool:

@@ -75,7 +75,9 @@ async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid:
             None, publish_in_subprocess, url, cfg.mqtt.prefix, "bench-ent", "dev",
             [f"t{i}" for i in range(args.readings)], args.messages, args.readings, args.qos)
         deadline = time.monotonic() + args.timeout
-        while gw.stored < expected and time.monotonic() < deadline:
+        behind: list[int] = []  # outbox batches committed but not yet evaluated, sampled every 10 ms
+        while (gw.stored < expected or gw.evaluated < expected) and time.monotonic() < deadline:
+            behind.append(gw.storage.outbox.last_seq - gw.evaluation.cursor)
             await asyncio.sleep(0.01)
         wall = time.perf_counter() - t0
         cpu, broker_cpu = time.process_time() - cpu0, _proc_cpu(broker_pid) - broker0
@@ -94,6 +96,8 @@ async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid:
             "gateway_cores": round(cpu / wall, 2),
             "publisher": pub_stats,
             "rejected": gw.intake.rejects.snapshot(),
+            "evaluation_behind_batches": {"max": max(behind, default=0),
+                                          "mean": round(sum(behind) / max(len(behind), 1), 2)},
         }
     finally:
         runner.cancel()

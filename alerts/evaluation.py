@@ -1,0 +1,168 @@
+"""Evaluation: the detector as a consumer of the outbox, feeding the alarm book.
+
+The outbox is the log of accepted batches. :class:`Evaluation` reads it in order after its own
+cursor, which lives in the alarm book and moves in the same transaction as the book's changes for
+that batch (:meth:`AlarmBook.evaluating`): a batch is evaluated exactly when the alarms it raised,
+cleared or suppressed are committed. After a crash the detector resumes at that cursor, so every
+accepted reading is evaluated once, in order per sensor, even one whose MQTT message was already
+acknowledged. The outbox keeps what the detector has not confirmed, whatever its quota.
+
+Around the detector it does what belongs to the step from readings to alarms: status points that
+suppress others by design, a device whose communication alarm was open at start clearing it with
+its first reading, and, at start, the detector's state restored from the conditions the book still
+has active. Events are handed to ``dispatch`` after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from alerts.book import AlarmBook
+from alerts.detector import FAULT, LEVEL_NAMES, PROCESS, RATE, Detector
+from alerts.model import AlarmEvent
+from gateway.batch import Quality, ReadingBatch
+from gateway.errors import RegistryError
+from gateway.outbox import Outbox
+from gateway.registry import Registry
+
+log = logging.getLogger(__name__)
+CONSUMER = "detector"
+
+
+class Evaluation:
+    """Reads the outbox after its cursor, evaluates, and books the transitions with the cursor."""
+
+    def __init__(self, registry: Registry, detector: Detector, book: AlarmBook, outbox: Outbox,
+                 executor: Executor | None, dispatch: Callable[[list[AlarmEvent]], None],
+                 batch_size: int = 50_000) -> None:
+        self.registry = registry
+        self.detector = detector
+        self.book = book
+        self.outbox = outbox
+        self._executor = executor
+        self.dispatch = dispatch
+        self.batch_size = batch_size
+        booked = book.cursor(CONSUMER)
+        # The book is the authority; the outbox's copy may trail it by one confirm after a crash. A
+        # book ahead of everything the outbox ever held means a new outbox file: start with it.
+        if booked is not None and booked > outbox.last_seq:
+            log.warning("the alarm book evaluated up to outbox batch %d but the outbox has only given out %d"
+                        " (a new outbox file?): evaluating from the outbox's own cursor", booked, outbox.last_seq)
+            booked = None
+        self.cursor = booked if booked is not None else outbox.cursor(CONSUMER)
+        self.evaluated = 0
+        self.batches = 0
+        self.wakeup = asyncio.Event()
+        self.busy = False
+        self._recovering: set[int] = set()  # devices with a communication alarm open at start
+        self._suppressors = self._build_suppressors()
+        self._restore()
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self) -> None:
+        await self._call(self.outbox.confirm, CONSUMER, self.cursor)
+        while True:
+            self.wakeup.clear()  # before reading: a commit that lands meanwhile sets it again
+            self.busy = True
+            pending = await self._call(self.outbox.read, CONSUMER, self.batch_size, self.cursor)
+            if pending is None:
+                self.busy = False
+                await self.wakeup.wait()
+                continue
+            self.evaluate(pending.batch, pending.last_seq)
+            await self._call(self.outbox.confirm, CONSUMER, pending.last_seq)
+
+    def evaluate(self, batch: ReadingBatch, seq: int) -> None:
+        """Evaluate the outbox's batches up to ``seq`` and commit their alarms with the cursor."""
+        events: list[AlarmEvent] = []
+        with self.book.evaluating(CONSUMER, seq):
+            if self._suppressors[0].size:  # before the transitions: a unit stopping hides what follows
+                events += self._follow_suppressors(batch)
+            if self._recovering:
+                events += self._recovered(batch)
+            transitions = self.detector.evaluate(batch)
+            if len(transitions):
+                events += self.book.apply(transitions)
+        self.cursor = seq
+        self.evaluated += len(batch)
+        self.batches += 1
+        self.dispatch(events)
+
+    @property
+    def caught_up(self) -> bool:
+        return self.cursor >= self.outbox.last_seq and not self.busy
+
+    def health(self) -> dict[str, Any]:
+        backlog, oldest = self.outbox.backlog(CONSUMER)
+        lag = 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+        return {"evaluated": self.evaluated, "cursor": self.cursor,
+                "behind_batches": max(0, self.outbox.last_seq - self.cursor),
+                "backlog_readings": backlog, "backlog_seconds": round(lag, 3)}
+
+    # -- around the detector ----------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """The detector starts from the conditions the book still has active, and a device with an
+        open communication alarm clears it with its first reading."""
+        codes = {name: code for code, name in LEVEL_NAMES.items()}
+        reg = self.registry
+        for alarm in self.book.list_alarms(None, case="open_cases", limit=10_000_000):
+            if not alarm.in_alarm or not alarm.enterprise:
+                continue
+            try:
+                if alarm.kind == "communication" and alarm.level in ("offline", "stale"):
+                    self._recovering.add(reg.device(alarm.enterprise, alarm.device).index)
+                    continue
+                index = reg.sensor_index(alarm.sensor_id)
+            except RegistryError:  # no longer configured: nothing will clear it but an officer
+                continue
+            if alarm.kind == "fault":
+                self.detector.restore(index, FAULT, 1)
+            elif alarm.kind == "process" and alarm.level == "rate_of_change":
+                self.detector.restore(index, RATE, 1)
+            elif alarm.kind == "process" and alarm.level in codes:
+                self.detector.restore(index, PROCESS, codes[alarm.level], alarm.peak)
+
+    def _recovered(self, batch: ReadingBatch) -> list[AlarmEvent]:
+        seen = set(np.unique(self.detector.device_of[batch.sensor]).tolist()) & self._recovering
+        out: list[AlarmEvent] = []
+        for i in seen:
+            self._recovering.discard(i)
+            device = self.registry.devices[i]
+            out += self.book.communication(device, True, int(batch.ts.max()), "offline", "data again")
+        return out
+
+    def _build_suppressors(self) -> tuple[np.ndarray, dict[int, list[str]], dict[int, bool]]:
+        """Status points that suppress others by design (``suppressed_by``): their sensor indexes,
+        the sensors each one suppresses, and whether its unit is stopped now."""
+        reg = self.registry
+        by: dict[int, list[str]] = {}
+        for info in reg.sensors:
+            if info.point.suppressed_by:
+                key = f"{info.enterprise}/{info.device}/{info.point.suppressed_by}"
+                by.setdefault(reg.sensor_index(key), []).append(info.sensor_id)
+        stopped = {i: any(sid in self.book.suppressed for sid in sids) for i, sids in by.items()}
+        return np.array(sorted(by), dtype=np.int32), by, stopped
+
+    def _follow_suppressors(self, batch: ReadingBatch) -> list[AlarmEvent]:
+        indexes, by, stopped = self._suppressors
+        hit = np.flatnonzero(np.isin(batch.sensor, indexes) & (batch.quality != Quality.FAULT))
+        out: list[AlarmEvent] = []
+        for k in hit:  # in order: the last reading of a status point decides
+            i = int(batch.sensor[k])
+            off = float(batch.value[k]) == 0.0
+            if off != stopped[i]:
+                stopped[i] = off
+                unit = self.registry.sensors[i].sensor_id
+                reason = f"{unit} reads 0: the unit is stopped" if off else f"{unit} runs again"
+                out += self.book.suppress(by[i], off, int(batch.ts[k]) // 1_000_000, reason)
+        return out
