@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.batch import Quality, ReadingBatch
+from gateway.intake import RangeCheck
 from gateway.registry import Registry
 
 PROCESS = 0
@@ -87,9 +88,8 @@ class Detector:
         self.deadband = np.array([s.point.deadband for s in sensors], dtype=np.float64)
         self.on_delay = np.array([int(s.point.on_delay * 1e9) for s in sensors], dtype=np.int64)
         self.off_delay = np.array([int(s.point.off_delay * 1e9) for s in sensors], dtype=np.int64)
-        ranges = [s.point.effective_range() for s in sensors]
-        self.range_low = np.array([np.nan if r[0] is None else r[0] for r in ranges], dtype=np.float64)
-        self.range_high = np.array([np.nan if r[1] is None else r[1] for r in ranges], dtype=np.float64)
+        ranges = RangeCheck.from_registry(registry)  # the intake's ranges: it marks what lies outside as FAULT
+        self.range_low, self.range_high = ranges.low, ranges.high
         self.mask = np.array([s.point.alarm_mask or 0 for s in sensors], dtype=np.int64)
         self.device_of = np.array([s.device_index for s in sensors], dtype=np.int32)
         self.level = np.zeros(n, dtype=np.int8)

@@ -58,7 +58,6 @@ class Evaluation:
             booked = None
         self.cursor = booked if booked is not None else outbox.cursor(CONSUMER)
         self.evaluated = 0
-        self.batches = 0
         self.wakeup = asyncio.Event()
         self.busy = False
         self._recovering: set[int] = set()  # devices with a communication alarm open at start
@@ -94,7 +93,6 @@ class Evaluation:
                 events += self.book.apply(transitions)
         self.cursor = seq
         self.evaluated += len(batch)
-        self.batches += 1
         self.dispatch(events)
 
     @property

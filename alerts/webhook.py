@@ -233,7 +233,6 @@ class WebhookNotifier:
         self.clock: Clock = clock or SystemClock()
         self.feed: EventFeed = feed if feed is not None else QueueFeed(queue_size)
         self._c = _Counters(log=deque(maxlen=log_size))
-        self._in_flight = 0
         self._failing = False
 
     @property
@@ -248,11 +247,9 @@ class WebhookNotifier:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
                 for ev in await self.feed.take(100):
-                    self._in_flight = 1
                     try:
                         await self._deliver(client, ev)
                     finally:
-                        self._in_flight = 0
                         self._c.state = "idle"
                     self.feed.done(ev.id)
 
@@ -303,8 +300,6 @@ class WebhookNotifier:
 
     def health(self) -> dict[str, object]:
         c = self._c
-        feed = self.feed.health()
-        return {"name": self.name, "format": self.fmt, "state": c.state,
-                "in_flight": self._in_flight, "delivered": c.delivered, "failed": c.failed,
-                "retries": c.retries, "last_error": c.last_error, **feed}
+        return {"name": self.name, "format": self.fmt, "state": c.state, "delivered": c.delivered,
+                "failed": c.failed, "retries": c.retries, "last_error": c.last_error, **self.feed.health()}
 

@@ -197,10 +197,6 @@ class Gateway:
     def evaluated(self) -> int:
         return self.evaluation.evaluated
 
-    @property
-    def out_of_range(self) -> int:
-        return self.intake.out_of_range
-
     def _data_lost(self, reason: str) -> None:
         readings = self.storage.episode.get("readings", 0)
         self.dispatch(self.book.system("outbox", True, self.clock.now_ns(), "data_loss", float(readings), reason))
