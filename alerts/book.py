@@ -53,7 +53,7 @@ from alerts.model import (
 from alerts.routing import recipients_of
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
-from gateway.store import open_wal
+from gateway.sqlite import open_wal
 
 log = logging.getLogger(__name__)
 RESTART_STEPS = frozenset({"raise", "rise", "unshelve", "unsuppress", "restore"})

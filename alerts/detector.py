@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.batch import Quality, ReadingBatch
-from gateway.intake import RangeCheck
+from gateway.ingest.intake import RangeCheck
 from gateway.registry import Registry
 
 PROCESS = 0

@@ -29,7 +29,7 @@ from alerts.detector import FAULT, LEVEL_NAMES, PROCESS, RATE, Detector
 from alerts.model import AlarmEvent
 from gateway.batch import Quality, ReadingBatch
 from gateway.errors import RegistryError
-from gateway.outbox import Outbox
+from gateway.ingest.outbox import Outbox
 from gateway.registry import Registry
 
 log = logging.getLogger(__name__)

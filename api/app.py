@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats
 from gateway.errors import AlarmError, RegistryError, StoreError, UnknownAlarm
-from gateway.runtime import Gateway
+from gateway.root.runtime import Gateway
 
 API_PREFIX = "/api/v1"
 
@@ -60,7 +60,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         if 400 <= response.status_code < 500:
             route = request.scope.get("route")
             where = getattr(route, "path", None) or request.url.path[:200]
-            gateway.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
+            gateway.ingest.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
         return response
     for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)

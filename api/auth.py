@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from api.deps import GatewayDep
 from gateway.config import User
-from gateway.runtime import Gateway
+from gateway.root.runtime import Gateway
 
 TOKEN_URL = "/api/v1/auth/token"
 _hasher = PasswordHasher()

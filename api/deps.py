@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from gateway.runtime import Gateway
+from gateway.root.runtime import Gateway
 
 
 def gateway_of(conn: HTTPConnection) -> Gateway:

@@ -18,7 +18,7 @@ from collections.abc import Generator
 import uvicorn
 
 from api.app import create_app
-from gateway.runtime import Gateway
+from gateway.root.runtime import Gateway
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0

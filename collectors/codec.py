@@ -13,7 +13,6 @@ once into a float64 array aligned with the sensor indexes it serves.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -38,16 +37,6 @@ _NUMPY_TYPE: dict[str, str] = {
     "uint64": ">u8",
     "float64": ">f8",
 }
-_INT_RANGE: dict[str, tuple[int, int]] = {
-    "int16": (-(2**15), 2**15 - 1),
-    "uint16": (0, 2**16 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-}
-
-
 def register_count(dtype: str) -> int:
     """How many 16-bit registers a value of ``dtype`` occupies (a bool bit takes one word)."""
     return REGISTER_COUNT[dtype]
@@ -98,38 +87,6 @@ def decode(
     stream = np.asarray(data, dtype=">u2").view(np.uint8)
     raw = stream[byte_positions(2 * n, order)].view(_NUMPY_TYPE[dtype])[0]
     return float(raw) * scale + offset
-
-
-def encode(
-    value: float, dtype: str, order: str = "ABCD", scale: float = 1.0, offset: float = 0.0
-) -> list[int]:
-    """The registers that hold engineering ``value`` (the simulator's side of :func:`decode`).
-
-    Integer types round to the nearest raw value and saturate at the type's range, as a real
-    transmitter clips at its limits; a non-finite value for an integer type raises ValueError.
-    A ``bool`` encodes to ``[0]`` or ``[1]`` (use :func:`set_bit` for a bit of a word).
-    """
-    _check_order(order)
-    # an exact integer stays exact (64-bit raw values beyond 2**53 do not survive a float)
-    raw = value if isinstance(value, int) and scale == 1 and offset == 0 else (value - offset) / scale
-    if dtype == "bool":
-        return [1 if round(raw) else 0]
-    if dtype in _INT_RANGE:
-        if not math.isfinite(raw):
-            raise ValueError(f"cannot encode {value!r} as {dtype}")
-        lo, hi = _INT_RANGE[dtype]
-        packed = np.array([min(max(round(raw), lo), hi)], dtype=_NUMPY_TYPE[dtype])
-    else:
-        packed = np.array([raw], dtype=_NUMPY_TYPE[dtype])
-    value_bytes = packed.view(np.uint8)  # most significant first
-    stream = np.empty(len(value_bytes), dtype=np.uint8)
-    stream[byte_positions(len(value_bytes), order)] = value_bytes
-    return [int(w) for w in stream.view(">u2")]
-
-
-def set_bit(word: int, bit: int, on: bool) -> int:
-    """``word`` with ``bit`` (0 = least significant) set or cleared."""
-    return word | (1 << bit) if on else word & ~(1 << bit) & 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)

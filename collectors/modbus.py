@@ -29,7 +29,7 @@ from gateway.batch import QUALITY_DTYPE, TS_DTYPE, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import ModbusDevice, Point
 from gateway.errors import CollectorError, CollectorReadError, CollectorTimeout
-from gateway.intake import DeviceStatus, Intake
+from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import DeviceInfo, Registry
 
 log = logging.getLogger(__name__)

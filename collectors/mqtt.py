@@ -39,7 +39,7 @@ from collectors.mqtt_payload import Part, batch_of, decode_telemetry
 from gateway.clock import Clock, SystemClock
 from gateway.config import RESERVED_ENTERPRISES, MqttSection
 from gateway.errors import PayloadError
-from gateway.intake import DeviceStatus, Intake
+from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import Registry
 
 log = logging.getLogger(__name__)

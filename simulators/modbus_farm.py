@@ -1,7 +1,7 @@
 """A Modbus TCP device farm: every Modbus device of a configuration, served live from a scenario.
 
 Devices are grouped by (host, port): one pymodbus async server per group, one unit id per device,
-all servers on one asyncio loop. A device's registers are encoded with the codec from its
+all servers on one asyncio loop. A device's registers are encoded with :mod:`simulators.registers` from its
 scenario at the farm's current time (seconds since the farm started, or an injected time base),
 refreshed at most every ``refresh`` seconds, so values move while a gateway polls. A ``dropout``
 scenario makes the device stop answering for its window: a server whose devices are all out is
@@ -25,9 +25,9 @@ from pymodbus.datastore.context import ModbusBaseSlaveContext
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 
-from collectors.codec import encode, set_bit
 from gateway.config import Point, load_config
 from gateway.registry import DeviceInfo, Registry
+from simulators.registers import encode, set_bit
 from simulators.scenarios import SCENARIOS, Scenario
 
 log = logging.getLogger(__name__)

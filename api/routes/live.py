@@ -32,7 +32,7 @@ from alerts.hub import Subscription
 from api.auth import TokenError, token_of_connection, user_of_token
 from api.deps import GatewayDep
 from api.scope import Scope, scope_of
-from gateway.runtime import Gateway
+from gateway.root.runtime import Gateway
 
 router = APIRouter(tags=["live"])
 

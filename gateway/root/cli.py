@@ -1,0 +1,192 @@
+"""The ``gridgate`` command line: run, demo, check, hash-password, sim and bench.
+
+Each subcommand is a small function; heavy imports happen inside them so that ``gridgate check``
+stays fast and needs nothing but the configuration models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+
+
+def _check(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from gateway.registry import Registry
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        for path, msg in exc.problems:
+            print(f"{args.config}: {path}: {msg}")
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    reg = Registry(cfg)
+    print(f"{args.config}: ok: {len(cfg.grids)} grids, {len(cfg.enterprises)} enterprises, "
+          f"{len(reg.devices)} devices, {len(reg)} sensors, {len(cfg.users)} users")
+    return 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    from argon2 import PasswordHasher
+
+    if sys.stdin.isatty():
+        pw = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != pw:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        pw = sys.stdin.readline().rstrip("\r\n")
+    if not pw:
+        print("an empty password is refused", file=sys.stderr)
+        return 1
+    print(PasswordHasher().hash(pw))
+    return 0
+
+
+def load_or_exit(path: str) -> Config:
+    """The configuration at ``path``; else every problem on standard error, and exit status 2."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for key, msg in exc.problems:
+            print(f"{path}: {key}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
+    from api.server import serve_api
+    from gateway.root.runtime import Gateway
+
+    cfg = load_or_exit(args.config)
+    gw = Gateway(cfg, data_dir=args.data_dir)
+
+    async def api(g: Gateway) -> None:
+        await serve_api(g, cfg.api.host, cfg.api.port)
+
+    return _run_until_signal(gw.run(api=api))
+
+
+def _run_until_signal(main: Coroutine[Any, Any, Any]) -> int:
+    """Run ``main``; SIGTERM and SIGINT cancel it, so that queues drain and stores close."""
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            result = await main
+        except asyncio.CancelledError:
+            return 0
+        return int(result or 0)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(guarded())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.root.demo import run_demo
+
+    return _run_until_signal(run_demo(args))
+
+
+def _sim(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(args.sim_run(args))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return args.bench_run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gateway.root.bench import alarms as bench_alarms
+    from gateway.root.bench import ingest as bench
+    from gateway.root.bench import modbus as bench_modbus
+    from gateway.root.bench import store as bench_store
+    from gateway.storage import export
+    from simulators import modbus_farm, mqtt_fleet
+
+    p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a configuration file and print every problem")
+    c.add_argument("-c", "--config", required=True)
+    c.set_defaults(func=_check)
+
+    h = sub.add_parser("hash-password", help="read a password (stdin or prompt), print its argon2 hash")
+    h.set_defaults(func=_hash_password)
+
+    r = sub.add_parser("run", help="run the gateway from a configuration file")
+    r.add_argument("-c", "--config", required=True)
+    r.add_argument("--data-dir", help="override [gateway] data_dir")
+    r.set_defaults(func=_run)
+
+    e = sub.add_parser("export", help="one sensor's readings as CSV or InfluxDB line protocol")
+    export.add_arguments(e)
+    e.set_defaults(func=export.run)
+
+    d = sub.add_parser("demo", help="a simulated district, an embedded broker, the gateway and the API")
+    d.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--mqtt-url", help="use this broker instead of the embedded one")
+    d.add_argument("--data-dir", help="keep the data here (default: a temporary folder)")
+    d.add_argument("--for", dest="duration", type=float, help="stop after SECONDS, print a JSON summary")
+    d.set_defaults(func=_demo)
+
+    s = sub.add_parser("sim", help="sensor simulators")
+    ssub = s.add_subparsers(dest="sim", required=True)
+    sm = ssub.add_parser("modbus", help="a Modbus TCP device farm for a configuration")
+    modbus_farm.add_arguments(sm)
+    sm.set_defaults(func=_sim, sim_run=modbus_farm.run_cli)
+    sq = ssub.add_parser("mqtt", help="an MQTT sensor fleet for a configuration")
+    mqtt_fleet.add_arguments(sq)
+    sq.set_defaults(func=_sim, sim_run=mqtt_fleet.run_cli)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bi = bsub.add_parser("ingest", help="MQTT telemetry through a real broker into the gateway")
+    bench.add_ingest_arguments(bi)
+    bi.set_defaults(func=_bench, bench_run=bench.run_ingest)
+    bs = bsub.add_parser("store", help="SQLite and InfluxDB through the outbox, next to their raw ceilings")
+    bench_store.add_arguments(bs)
+    bs.set_defaults(func=_bench, bench_run=bench_store.run)
+    bm = bsub.add_parser("modbus", help="the Modbus collector polling a simulated device farm")
+    bench_modbus.add_modbus_arguments(bm)
+    bm.set_defaults(func=_bench, bench_run=bench_modbus.run_modbus)
+    ba = bsub.add_parser("alarms", help="alarm events through the gateway to a live subscriber; statistics queries")
+    bench_alarms.add_arguments(ba)
+    ba.set_defaults(func=_bench, bench_run=bench_alarms.run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pymodbus logs every failed connect and exception response; the collector logs state changes.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Webhook notifiers configured in `[[notifiers]]` receive the gateway's alarm events, per grid."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.batch import ReadingBatch
+from gateway.errors import ConfigError
+from gateway.root.runtime import Gateway
+from tests.alerts.test_webhook import Receiver
+from tests.helpers import CH4, district, mqtt_device
+
+G2 = "43090300100301"
+
+
+def test_configured_webhooks_get_the_events_of_their_grids(tmp_path: Path) -> None:
+    everything = Receiver("json", secret="k1").start()
+    grid2 = Receiver("wecom").start()
+    try:
+        cfg = district([mqtt_device("e1", "d1", [CH4]), mqtt_device("e2", "d2", [CH4])], notifiers=[
+            {"type": "webhook", "name": "town", "url": everything.url, "format": "json", "secret": "k1"},
+            {"type": "webhook", "name": "g2-group", "url": grid2.url, "format": "wecom", "grids": [G2]},
+        ])
+
+        async def scenario() -> dict:
+            gw = Gateway(cfg, data_dir=tmp_path, collectors=False)
+            runner = asyncio.create_task(gw.run())
+            await gw.started.wait()
+            now = time.time_ns()
+            await gw.intake.submit(ReadingBatch.of([0], [now], [30.0]))  # e1 (grid 1): high
+            await gw.intake.submit(ReadingBatch.of([1], [now], [60.0]))  # e2 (grid 2): high-high
+            deadline = time.monotonic() + 10
+            while (len(everything.got) < 2 or len(grid2.got) < 1) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            health = gw.health()["notifiers"]
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            return health
+
+        health = asyncio.run(scenario())
+    finally:
+        everything.stop()
+        grid2.stop()
+    assert [r.verified for r in everything.got] == [True, True]
+    assert sorted(r.json["alarm"]["sensor_id"] for r in everything.got) == ["e1/d1/ch4", "e2/d2/ch4"]
+    assert len(grid2.got) == 1 and "e2/d2/ch4" in grid2.got[0].json["markdown"]["content"]
+    assert health["town"]["delivered"] == 2 and health["g2-group"]["delivered"] == 1
+
+
+def test_notifier_config_refusals() -> None:
+    with pytest.raises(ConfigError) as exc:
+        district([], notifiers=[
+            {"type": "webhook", "name": "a", "url": "http://127.0.0.1:1/x", "grids": ["nowhere"]},
+            {"type": "webhook", "name": "a", "url": "ftp://x"},
+            {"type": "sms", "name": "b", "url": "http://x"},
+        ])
+    paths = {p for p, _ in exc.value.problems}
+    assert {"notifiers[1].url", "notifiers[2].type"} <= paths
+    with pytest.raises(ConfigError) as exc:
+        district([], notifiers=[
+            {"type": "webhook", "name": "a", "url": "http://127.0.0.1:1/x", "grids": ["nowhere"]},
+            {"type": "webhook", "name": "a", "url": "http://127.0.0.1:1/y"},
+        ])
+    assert ("notifiers[0].grids[0]", "grid 'nowhere' does not exist") in exc.value.problems
+    assert ("notifiers[1].name", "duplicate or reserved notifier name 'a'") in exc.value.problems

@@ -1,0 +1,365 @@
+"""The HTTP API against a real gateway pipeline and uvicorn: logins, scoping, alarms, sensors, health.
+
+``ApiServer`` runs ``Gateway.run`` (no collectors) with ``serve_api`` in an event loop of its own
+thread, on a free port; tests feed readings through the intake as a collector would, and talk to
+the API over HTTP with httpx. The live-stream tests reuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from api.auth import hash_password, issue_token, verify_password
+from api.server import serve_api
+from gateway.batch import ReadingBatch
+from gateway.config import parse_config
+from gateway.root.runtime import Gateway
+from tests.peers import free_port
+
+G1, G2, G3 = "43090300100201", "43090300100301", "43090400100101"
+# username -> (role, acts-as keys); the password of each login is its username
+LOGINS: dict[str, tuple[str, dict[str, str]]] = {
+    "admin": ("admin", {}),
+    "zhang": ("officer", {"officer": "zhang"}),
+    "wang": ("officer", {"officer": "wang"}),
+    "town": ("supervisor", {"area": "430903"}),
+    "fire": ("department", {"department": "fire"}),
+    "shimen": ("enterprise", {"enterprise": "shimen"}),
+}
+_fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+HASHES = {name: _fast.hash(name) for name in LOGINS}
+
+
+def make_config() -> dict[str, Any]:
+    gas = ("ch4", "ch4b", "ch4c", "ch4d", "ch4e")
+    points: list[dict[str, Any]] = [{"key": k, "kind": "combustible_gas", "unit": "%LEL"} for k in gas]
+    points.append({"key": "t1", "kind": "temperature", "unit": "°C", "high": 60.0})
+    return {
+        "gateway": {"id": "test-gw"},
+        "users": [{"username": n, "password_hash": HASHES[n], "role": r, **acts}
+                  for n, (r, acts) in LOGINS.items()],
+        "departments": [{"id": d, "name": d} for d in ("yjj", "fire", "market")],
+        "officers": [{"id": o, "name": o} for o in ("zhang", "wang", "li")],
+        "grids": [
+            {"id": G1, "name": "龙岭村网格", "area": "430903001002", "officers": ["zhang"]},
+            {"id": G2, "name": "石门村网格", "area": "430903001003", "officers": ["wang"]},
+            {"id": G3, "name": "far grid", "area": "430904001001", "officers": ["li"]},
+        ],
+        "enterprises": [
+            {"id": "hengyuan", "name": "恒源化工", "grid": G1, "lead_department": "yjj",
+             "cooperating_departments": ["fire"]},
+            {"id": "shimen", "name": "石门建材", "grid": G2, "lead_department": "market"},
+            {"id": "far", "name": "far works", "grid": G3, "lead_department": "market",
+             "cooperating_departments": ["fire"]},
+        ],
+        "devices": [{"enterprise": e, "id": "gas", "protocol": "mqtt", "points": points}
+                    for e in ("hengyuan", "shimen", "far")],
+    }
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = cond()
+        if result:
+            return result
+        time.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class ApiServer:
+    """A gateway with its API on a free port, run in a background thread's event loop."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, collectors: bool = False) -> None:
+        self.data_dir = data_dir
+        self.config = config if config is not None else make_config()
+        self.collectors = collectors
+        self.port = free_port()
+        self.gw: Gateway
+        self.loop: asyncio.AbstractEventLoop
+        self.task: asyncio.Task
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
+        self._ts = time.time_ns()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1"
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10) or self.error is not None:
+            raise RuntimeError(f"API server did not start: {self.error!r}")
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the test thread
+            self.error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.gw = Gateway(parse_config(self.config), data_dir=self.data_dir, collectors=self.collectors)
+        started = asyncio.Event()
+        self.task = asyncio.create_task(
+            self.gw.run(api=lambda gw: serve_api(gw, "127.0.0.1", self.port, started)))
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        self._ready.set()
+        waiter.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.task.cancel)
+            self._thread.join(15)
+            assert not self._thread.is_alive(), "the gateway did not stop within 15 s"
+
+    def submit(self, values: dict[str, float], ts_ns: int | None = None) -> None:
+        """Feed one reading per sensor id through the intake, as a collector would."""
+        if ts_ns is None:
+            self._ts = max(self._ts + 1_000_000, time.time_ns())
+            ts_ns = self._ts
+        reg = self.gw.registry
+        batch = ReadingBatch.of([reg.sensor_index(s) for s in values], [ts_ns] * len(values),
+                                list(values.values()))
+        asyncio.run_coroutine_threadsafe(self.gw.intake.submit(batch), self.loop).result(5)
+
+    def submit_series(self, sensor_id: str, ts_ns: list[int], values: list[float]) -> None:
+        idx = self.gw.registry.sensor_index(sensor_id)
+        batch = ReadingBatch.of([idx] * len(values), ts_ns, values)
+        asyncio.run_coroutine_threadsafe(self.gw.intake.submit(batch), self.loop).result(5)
+
+    def raise_alarm(self, sensor_id: str, value: float = 30.0) -> dict[str, Any]:
+        """Push a sensor over its limit; the alarm as the book holds it once raised."""
+        before = self.gw.book.last_event_id()
+        self.submit({sensor_id: value})
+        def raised() -> list:
+            return [e for e in self.gw.book.events_since(before, None) if e.alarm.sensor_id == sensor_id]
+
+        ev = wait_until(raised, what=f"an alarm event of {sensor_id}")
+        return ev[-1].alarm.to_dict()
+
+    def token(self, username: str, password: str | None = None) -> str:
+        form = {"username": username, "password": password or username}
+        r = httpx.post(f"{self.base}/auth/token", data=form)
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    def client(self, username: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token(username)}"},
+                            timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ApiServer]:
+    srv = ApiServer(tmp_path)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_password_hash_roundtrip():
+    h = hash_password("秘密 secret")
+    assert h.startswith("$argon2id$")
+    assert verify_password(h, "秘密 secret")
+    assert not verify_password(h, "wrong")
+    assert not verify_password("not a hash", "x")
+
+
+def test_login_ok_and_refused(server: ApiServer):
+    r = httpx.post(f"{server.base}/auth/token", data={"username": "zhang", "password": "zhang"})
+    assert r.status_code == 200
+    assert r.json()["token_type"] == "bearer" and r.json()["access_token"]
+    for form in ({"username": "zhang", "password": "nope"}, {"username": "ghost", "password": "ghost"}):
+        r = httpx.post(f"{server.base}/auth/token", data=form)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.json() == {"detail": "wrong username or password"}
+    assert httpx.post(f"{server.base}/auth/token", data={"username": "zhang"}).status_code == 422
+
+    now = int(time.time())
+    expired = issue_token(server.gw.secret, "zhang", now - 7200, 3600)
+    forged = issue_token(b"another secret", "zhang", now, 3600)
+    gone = issue_token(server.gw.secret, "nobody", now, 3600)
+    for bad in (None, "garbage", "a.b", expired, forged, gone, server.token("zhang")[:-3] + "AAA"):
+        headers = {} if bad is None else {"Authorization": f"Bearer {bad}"}
+        r = httpx.get(f"{server.base}/me", headers=headers)
+        assert r.status_code == 401, bad
+        assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_me_shows_role_and_scope(server: ApiServer):
+    def me(user: str) -> dict[str, Any]:
+        with server.client(user) as c:
+            return c.get("/me").json()
+
+    z = me("zhang")
+    assert (z["username"], z["role"], z["all"]) == ("zhang", "officer", False)
+    assert z["acts_as"] == {"officer": "zhang"}
+    assert [g["id"] for g in z["grids"]] == [G1]
+    assert [e["id"] for e in z["enterprises"]] == ["hengyuan"]
+    town = me("town")
+    assert [g["id"] for g in town["grids"]] == [G1, G2]
+    assert [e["id"] for e in town["enterprises"]] == ["hengyuan", "shimen"]
+    assert [e["id"] for e in me("fire")["enterprises"]] == ["far", "hengyuan"]
+    assert [e["id"] for e in me("shimen")["enterprises"]] == ["shimen"]
+    admin = me("admin")
+    assert admin["all"] is True and len(admin["enterprises"]) == 3
+
+
+def test_alarm_outside_scope_does_not_exist(server: ApiServer):
+    alarm = server.raise_alarm("hengyuan/gas/ch4")
+    with server.client("zhang") as zhang, server.client("wang") as wang, server.client("town") as town:
+        assert [a["id"] for a in zhang.get("/alarms").json()] == [alarm["id"]]
+        assert [a["id"] for a in town.get("/alarms").json()] == [alarm["id"]]
+        assert wang.get("/alarms").json() == []
+        assert zhang.get(f"/alarms/{alarm['id']}").status_code == 200
+        for r in (wang.get(f"/alarms/{alarm['id']}"),
+                  wang.post(f"/alarms/{alarm['id']}/ack", json={"note": "x"}),
+                  wang.get("/alarms", params={"enterprise": "hengyuan"}),
+                  wang.get("/alarms", params={"grid": G1}),
+                  wang.get("/sensors/latest", params={"enterprise": "hengyuan"}),
+                  wang.get("/sensors/hengyuan/gas/ch4/readings")):
+            assert r.status_code == 404, r.request.url
+            assert "detail" in r.json()
+        assert zhang.get("/alarms", params={"grid": G1, "state": "active"}).json()[0]["id"] == alarm["id"]
+        assert zhang.get("/alarms", params={"state": "normal"}).json() == []
+        head = int(wang.get("/alarms").headers["X-Last-Event-Id"])
+        assert head == server.gw.book.last_event_id() >= 1
+    with server.client("admin") as admin:
+        assert admin.get("/alarms/999999").status_code == 404
+        assert admin.get("/alarms", params={"enterprise": "nope"}).status_code == 404
+
+
+def test_ack_is_audited_and_double_ack_conflicts(server: ApiServer):
+    alarm = server.raise_alarm("hengyuan/gas/ch4")
+    with server.client("zhang") as zhang:
+        r = zhang.post(f"/alarms/{alarm['id']}/ack", json={"note": "on my way 已到场"})
+        assert r.status_code == 200, r.text
+        ev = r.json()
+        assert (ev["type"], ev["actor"], ev["note"]) == ("acknowledged", "zhang", "on my way 已到场")
+        assert ev["alarm"]["state"] == "acknowledged" and ev["alarm"]["acked_by"] == "zhang"
+        got = zhang.get(f"/alarms/{alarm['id']}").json()
+        assert got["state"] == "acknowledged"
+        steps = [(h["type"], h["actor"]) for h in got["history"]]
+        assert steps == [("raised", None), ("acknowledged", "zhang")]
+        assert got["history"][1]["note"] == "on my way 已到场"
+        r = zhang.post(f"/alarms/{alarm['id']}/ack", json={"note": "again"})
+        assert r.status_code == 409
+        assert "nothing to acknowledge" in r.json()["detail"]
+        assert zhang.post(f"/alarms/{alarm['id']}/ack").status_code == 409  # the body is optional
+    own = server.raise_alarm("shimen/gas/ch4")
+    with server.client("shimen") as ent:
+        assert ent.get(f"/alarms/{own['id']}").status_code == 200
+        assert ent.post(f"/alarms/{own['id']}/ack", json={"note": ""}).status_code == 403
+
+
+BAD_PARAMS = [
+    ("/alarms?limit=0", 422), ("/alarms?limit=abc", 422), ("/alarms?limit=100000", 422),
+    ("/alarms?offset=-1", 422), ("/alarms?state=bogus", 422), ("/alarms?since=yesterday", 422),
+    ("/alarms?since=2024-05-01T08:00:00", 422), ("/alarms?since=99999999999999999", 422),
+    ("/alarms/abc", 422), ("/alarms/0", 422), ("/alarms/99999999999999999999", 422),
+    ("/sensors/latest?grid=nope", 404), ("/sensors/hengyuan/gas/nope/readings", 404),
+    ("/sensors/hengyuan/gas/ch4/readings?start=2000&end=1000", 400),
+    ("/sensors/hengyuan/gas/ch4/readings?start=tomorrow", 422),
+    ("/sensors/hengyuan/gas/ch4/readings?every=10x", 422),
+    ("/sensors/hengyuan/gas/ch4/readings?every=0", 422),
+    ("/sensors/hengyuan/gas/ch4/readings?every=10s&agg=median", 422),
+    ("/sensors/hengyuan/gas/ch4/readings?agg=mean", 400),
+    ("/sensors/hengyuan/gas/ch4/readings?every=1ms", 400),
+]
+
+
+def test_bad_parameters_are_4xx_never_500(server: ApiServer):
+    alarm = server.raise_alarm("hengyuan/gas/ch4")
+    with server.client("admin") as admin:
+        for path, code in BAD_PARAMS:
+            r = admin.get(path)
+            assert r.status_code == code, (path, r.status_code, r.text)
+            assert "detail" in r.json()
+        for body in ({"note": 5}, {"note": "x", "extra": 1}, {"note": "x" * 2001}):
+            assert admin.post(f"/alarms/{alarm['id']}/ack", json=body).status_code == 422, body
+        r = admin.post(f"/alarms/{alarm['id']}/ack", content=b"{not json",
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 422
+        assert admin.get("/alarms", params={"since": "2024-05-01T08:00:00+08:00"}).status_code == 200
+        assert admin.get("/alarms", params={"since": str(alarm["raised_at"] + 1)}).json() == []
+        assert len(admin.get("/alarms", params={"since": str(alarm["raised_at"])}).json()) == 1
+
+
+def test_readings_raw_and_aggregated(server: ApiServer):
+    sid = "far/gas/t1"
+    t0_ms = (time.time_ns() // 1_000_000 - 600_000) // 10_000 * 10_000  # 10 min ago, on a 10 s boundary
+    server.submit_series(sid, [(t0_ms + i * 1000) * 1_000_000 for i in range(60)],
+                         [float(i) for i in range(60)])
+    wait_until(lambda: server.gw.store.count(sid) == 60, what="60 stored readings")
+    with server.client("fire") as c:
+        raw = c.get(f"/sensors/{sid}/readings", params={"start": t0_ms, "end": t0_ms + 59_000}).json()
+        assert (raw["sensor_id"], raw["unit"], raw["truncated"]) == (sid, "°C", False)
+        assert [p["ts"] for p in raw["points"]] == [t0_ms + i * 1000 for i in range(60)]
+        assert [p["value"] for p in raw["points"]] == [float(i) for i in range(60)]
+        assert raw["points"][0]["quality"] == "good"
+        assert len(c.get(f"/sensors/{sid}/readings").json()["points"]) == 60  # default: the last hour
+        mean = c.get(f"/sensors/{sid}/readings",
+                     params={"start": t0_ms, "end": t0_ms + 59_999, "every": "10s", "agg": "mean"}).json()
+        assert [p["ts"] for p in mean["points"]] == [t0_ms + k * 10_000 for k in range(6)]
+        assert [p["value"] for p in mean["points"]] == [10 * k + 4.5 for k in range(6)]
+        mx = c.get(f"/sensors/{sid}/readings", params={"start": t0_ms, "end": t0_ms + 59_999, "every": "1m",
+                                                      "agg": "max"}).json()
+        assert sum(p["value"] == 59.0 for p in mx["points"]) == 1
+        start_iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t0_ms / 1000 + 30))
+        iso = c.get(f"/sensors/{sid}/readings", params={"start": start_iso, "every": 10}).json()
+        assert len(iso["points"]) == 3
+
+
+def test_latest_values_and_states(server: ApiServer):
+    with server.client("zhang") as zhang:
+        rows = zhang.get("/sensors/latest").json()
+        assert {r["sensor_id"].split("/")[0] for r in rows} == {"hengyuan"}
+        t1 = next(r for r in rows if r["sensor_id"] == "hengyuan/gas/t1")
+        assert t1 == {"sensor_id": "hengyuan/gas/t1", "value": None, "ts": None, "unit": "°C",
+                      "state": "no_data"}
+        ts_ns = time.time_ns()
+        server.submit({"hengyuan/gas/t1": 65.0, "hengyuan/gas/ch4": 3.0}, ts_ns=ts_ns)
+        wait_until(lambda: server.gw.evaluated >= 2, what="the readings evaluated")
+        rows = {r["sensor_id"]: r for r in zhang.get("/sensors/latest", params={"grid": G1}).json()}
+        assert rows["hengyuan/gas/t1"] == {"sensor_id": "hengyuan/gas/t1", "value": 65.0,
+                                           "ts": ts_ns // 1_000_000, "unit": "°C", "state": "high"}
+        assert rows["hengyuan/gas/ch4"]["state"] == "normal"
+        assert zhang.get("/sensors/latest", params={"enterprise": "far"}).status_code == 404
+    with server.client("admin") as admin:
+        assert len(admin.get("/sensors/latest").json()) == 18
+
+
+def test_health_metrics_and_console(server: ApiServer):
+    server.submit({"far/gas/ch4": 1.0})
+    wait_until(lambda: server.gw.evaluated >= 1, what="a reading evaluated")
+    r = httpx.get(f"{server.base}/healthz")
+    assert r.status_code == 200 and r.json()["gateway"] == "test-gw"
+    r = httpx.get(f"{server.base}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert 'gridgate_info{gateway="test-gw"} 1' in r.text
+    assert "# TYPE gridgate_readings_evaluated_total counter\ngridgate_readings_evaluated_total 1\n" in r.text
+    for path in ("/", "/console"):
+        page = httpx.get(f"http://127.0.0.1:{server.port}{path}")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "/alarms/live" in page.text and "last_event_id" in page.text
