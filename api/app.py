@@ -17,9 +17,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.deps import GatewayView
 from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats
 from gateway.errors import AlarmError, RegistryError, StoreError, UnknownAlarm
-from gateway.root.runtime import Gateway
 
 API_PREFIX = "/api/v1"
 
@@ -45,7 +45,7 @@ def _error_handler(code: int) -> Any:
     return handle
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(gateway: GatewayView) -> FastAPI:
     """The HTTP API, live stream and console of ``gateway``."""
     app = FastAPI(title="gridgate", version="1", default_response_class=OrjsonResponse,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
@@ -60,7 +60,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         if 400 <= response.status_code < 500:
             route = request.scope.get("route")
             where = getattr(route, "path", None) or request.url.path[:200]
-            gateway.ingest.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
+            gateway.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
         return response
     for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -25,9 +25,8 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
-from api.deps import GatewayDep
+from api.deps import GatewayDep, GatewayView
 from gateway.config import User
-from gateway.root.runtime import Gateway
 
 TOKEN_URL = "/api/v1/auth/token"
 _hasher = PasswordHasher()
@@ -103,7 +102,7 @@ def read_token(secret: bytes, token: str, now_s: int) -> str:
     return claims["sub"]
 
 
-def user_of_token(gateway: Gateway, token: str) -> User:
+def user_of_token(gateway: GatewayView, token: str) -> User:
     """The login a token stands for; TokenError if the token is bad or its login is gone."""
     username = read_token(gateway.secret, token, gateway.clock.now_ns() // 1_000_000_000)
     for user in gateway.config.users:

@@ -18,7 +18,7 @@ from collections.abc import Generator
 import uvicorn
 
 from api.app import create_app
-from gateway.root.runtime import Gateway
+from api.deps import GatewayView
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0
@@ -50,7 +50,7 @@ def _bind(host: str, port: int) -> socket.socket:
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {reason}") from exc
 
 
-async def serve_api(gateway: Gateway, host: str, port: int, started: asyncio.Event | None = None) -> None:
+async def serve_api(gateway: GatewayView, host: str, port: int, started: asyncio.Event | None = None) -> None:
     """Serve ``create_app(gateway)`` on ``host:port`` until cancelled; sets ``started`` once listening."""
     sock = _bind(host, port)
     config = uvicorn.Config(

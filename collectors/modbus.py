@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from gateway.config import ModbusDevice, Point
 from gateway.errors import CollectorError, CollectorReadError, CollectorTimeout
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import DeviceInfo, Registry
+from gateway.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ModbusPoller:
         self._clock = clock or SystemClock()
         self._phase = phase
         self.offline_after = max(3 * self.config.interval, offline_after_min)
-        self._backoff = backoff
+        self._backoff = Backoff(*backoff)
         self.requests: list[ReadRequest] = plan_reads((device.points[p.key], p) for p in points)
         self._sensors = (np.concatenate([r.sensors for r in self.requests]) if self.requests
                          else np.empty(0, dtype=np.int32))
@@ -76,7 +76,6 @@ class ModbusPoller:
         self._lock = asyncio.Lock()  # one per connection: requests never interleave
         self._client: AsyncModbusTcpClient | None = None
         self._ever_connected = False
-        self._connect_failures = 0
         self._retry_at = 0.0
         self._failing_since: float | None = None
         self._offline = False
@@ -164,16 +163,14 @@ class ModbusPoller:
             raise CollectorReadError(f"{self.device_id}: cannot connect to {self.config.host}:"
                                      f"{self.config.port}; next attempt in {self._retry_at - now:.1f} s")
         if not await self._client.connect():
-            self._connect_failures += 1
-            first, cap = self._backoff
-            delay = min(cap, first * 2 ** (self._connect_failures - 1)) * random.uniform(0.5, 1.0)
+            delay = self._backoff.next()
             self._retry_at = now + delay
             raise CollectorReadError(f"{self.device_id}: cannot connect to {self.config.host}:"
                                      f"{self.config.port}; next attempt in {delay:.1f} s")
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
-        self._connect_failures = 0
+        self._backoff.reset()
         self._retry_at = 0.0
 
     async def _read(self, req: ReadRequest) -> list[int] | list[bool]:

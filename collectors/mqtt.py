@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import threading
 import time
@@ -41,6 +40,7 @@ from gateway.config import RESERVED_ENTERPRISES, MqttSection
 from gateway.errors import PayloadError
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import Registry
+from gateway.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,8 @@ class MqttCollector:
         self._devices = {k: d for k, d in registry.devices_by_id.items() if d.protocol == "mqtt"}
         self._max_groups = max_groups
         self._group_readings, self._group_messages = group_readings, group_messages
-        self._backoff = backoff
+        self._backoff = Backoff(*backoff)
         self._linger = linger
-        self._attempt = 0
         self._cond = threading.Condition()
         self._groups: deque[_Group] = deque()  # guarded by _cond; the last one is open
         self._in_flight = 0  # groups opened and not yet delivered; guarded by _cond
@@ -159,7 +158,7 @@ class MqttCollector:
             client.username_pw_set(self.cfg.username, self.cfg.password)
         if self.cfg.url.startswith("mqtts://"):
             client.tls_set_context(ssl.create_default_context())
-        client.reconnect_delay_set(self._backoff[0], self._backoff[0])
+        client.reconnect_delay_set(self._backoff.first, self._backoff.first)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -169,10 +168,7 @@ class MqttCollector:
 
     def _schedule_retry(self, client: paho.Client) -> None:
         # Exponential backoff with "equal jitter": a herd of gateways does not reconnect in step.
-        self._attempt += 1
-        base, cap = self._backoff
-        delay = min(cap, base * 2 ** (self._attempt - 1))
-        client.reconnect_delay_set(delay / 2 + random.uniform(0, delay / 2), cap)
+        client.reconnect_delay_set(self._backoff.next(), self._backoff.cap)
 
     def _on_connect(self, client: paho.Client, _u: object, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:  # the broker closes the connection next: on_disconnect retries
@@ -186,8 +182,8 @@ class MqttCollector:
             log.info("MQTT collector connected to %s", self.cfg.url)
         self._connected_once = True
         self.connected = True
-        self._attempt = 0
-        client.reconnect_delay_set(self._backoff[0], self._backoff[1])
+        self._backoff.reset()
+        client.reconnect_delay_set(self._backoff.first, self._backoff.cap)
         client.subscribe([(f"{self.prefix}/+/+/telemetry", 1), (f"{self.prefix}/+/+/status", 1)])
 
     def _on_subscribe(self, client: paho.Client, _u: object, mid: int, reasons: list, props: Any) -> None:

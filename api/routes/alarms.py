@@ -128,7 +128,7 @@ def _now(gateway: GatewayDep) -> int:
 
 
 def _done(gateway: GatewayDep, events: list[AlarmEvent]) -> dict[str, Any]:
-    gateway.dispatch(events)
+    gateway.alarms.dispatch(events)
     return {"events": [e.to_dict() for e in events], "alarm": events[-1].alarm.to_dict()}
 
 
@@ -138,7 +138,7 @@ async def acknowledge(gateway: GatewayDep, scope: CallerScope, user: Acknowledge
     """Acknowledge an alarm; 409 when its state does not allow it. Returns the event it made."""
     note = body.note if body is not None else ""
     event = gateway.book.acknowledge(alarm_id, user.username, note, _now(gateway), scope.within)
-    gateway.dispatch([event])
+    gateway.alarms.dispatch([event])
     return event.to_dict()
 
 

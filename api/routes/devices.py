@@ -64,7 +64,7 @@ async def start(gateway: GatewayDep, scope: CallerScope, user: Maintainer, enter
     now = gateway.clock.now_ns() // 1_000_000
     until = end_ms(now, body.minutes, body.until)
     events = gateway.book.set_maintenance(info, user.username, body.note, now, until)
-    gateway.dispatch(events)
+    gateway.alarms.dispatch(events)
     return {"device": info.device_id, "in_maintenance": True, "until": until,
             "events": [e.to_dict() for e in events]}
 
@@ -76,5 +76,5 @@ async def end(gateway: GatewayDep, scope: CallerScope, user: Maintainer, enterpr
     info = gateway.registry.device(enterprise, device)
     now = gateway.clock.now_ns() // 1_000_000
     events = gateway.book.end_maintenance(info, user.username, body.note if body else "", now)
-    gateway.dispatch(events)
+    gateway.alarms.dispatch(events)
     return {"device": info.device_id, "in_maintenance": False, "events": [e.to_dict() for e in events]}

@@ -30,9 +30,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from alerts.hub import Subscription
 from api.auth import TokenError, token_of_connection, user_of_token
-from api.deps import GatewayDep
+from api.deps import GatewayDep, GatewayView
 from api.scope import Scope, scope_of
-from gateway.root.runtime import Gateway
 
 router = APIRouter(tags=["live"])
 
@@ -83,7 +82,7 @@ async def live(ws: WebSocket, gateway: GatewayDep) -> None:
                     await task
 
 
-async def _pump(ws: WebSocket, gateway: Gateway, scope: Scope, sub: Subscription, head: int,
+async def _pump(ws: WebSocket, gateway: GatewayView, scope: Scope, sub: Subscription, head: int,
                 last_id: int | None) -> None:
     """Replay from the book after ``last_id`` (if given), then forward live events, each once."""
     last = head

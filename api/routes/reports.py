@@ -99,6 +99,6 @@ async def report(gateway: GatewayDep, request: Request, body: ReportBody) -> dic
                             f"at most {gateway.config.api.reports_per_hour} reports an hour from one address",
                             headers={"Retry-After": str(max(1, int(wait + 0.999)))})
     event = gateway.book.report(grid, body.enterprise or "", body.text, body.location, body.contact, client, now)
-    gateway.dispatch([event])
+    gateway.alarms.dispatch([event])
     return {"id": event.alarm.id, "grid": grid, "received_at": now,
             "status": "received: the grid's safety officers have it"}

@@ -40,7 +40,7 @@ def latest(
 ) -> list[dict[str, Any]]:
     """The last value (null if none yet), its time (epoch ms) and the state of each sensor in scope."""
     ents = scope.narrow(gateway.registry, enterprise=enterprise, grid=grid)
-    d = gateway.detector
+    d = gateway.alarms.detector
     out = []
     for s in gateway.registry.sensors:
         if ents is not None and s.enterprise not in ents:
@@ -52,7 +52,7 @@ def latest(
             "value": _number(float(d.last_value[s.index])) if seen else None,
             "ts": ts_ns // 1_000_000 if seen else None,
             "unit": s.unit,
-            "state": gateway.sensor_state(s.index),
+            "state": gateway.alarms.sensor_state(s.index),
         })
     return out
 

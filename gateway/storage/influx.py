@@ -16,10 +16,8 @@ DBRP mapping, 3.x).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ from gateway.batch import Quality, ReadingBatch
 from gateway.config import InfluxSection
 from gateway.errors import SinkUnavailable, StoreError
 from gateway.registry import Registry
+from gateway.retry import parse_retry_after
 from gateway.storage.sqlite_store import Agg, SeriesPoint, WriteResult
 
 AGG_FUNCS: dict[str, str] = {"mean": "mean", "min": "min", "max": "max", "last": "last"}
@@ -128,21 +127,6 @@ def _json_minus_zero(text: str) -> int | float:
 _PARTIAL = re.compile(r"partial write", re.IGNORECASE)
 _DROPPED = re.compile(r"dropped=(\d+)")
 _UNPARSABLE = re.compile(r"unable to parse", re.IGNORECASE)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (a number, or an HTTP date turned into seconds from now)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_message(body: bytes | str | None) -> str:

@@ -205,6 +205,19 @@ class Storage:
     def stored(self) -> int:
         return self.drainers["sqlite"].written
 
+    def troubles(self) -> dict[str, tuple[bool, float | None, str]]:
+        """Each sink and the outbox's appends: failing now?, the backlog (for a failing sink), why."""
+        out: dict[str, tuple[bool, float | None, str]] = {}
+        for name, drainer in self.drainers.items():
+            if drainer.state != "failing":  # the backlog is a query: read only when it is reported
+                out[f"sink/{name}"] = (False, None, "")
+            else:
+                backlog = float(drainer.outbox.backlog(name)[0])
+                out[f"sink/{name}"] = (True, backlog, f"sink {name} failing: {drainer.last_error}")
+        err = self.append_error
+        out["outbox/append"] = (err is not None, None, f"the outbox refuses writes, ingest paused: {err}")
+        return out
+
     def health(self) -> dict[str, Any]:
         ob = self.outbox
         return {

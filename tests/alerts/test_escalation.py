@@ -9,7 +9,7 @@ import pytest
 from alerts.book import AlarmBook
 from alerts.detector import Detector
 from alerts.escalation import Escalator
-from alerts.mqtt_notifier import MqttNotifier
+from alerts.notify.mqtt import MqttNotifier
 from gateway.batch import ReadingBatch
 from gateway.config import EscalateAfter, MqttSection
 from gateway.registry import Registry

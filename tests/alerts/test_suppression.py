@@ -43,7 +43,7 @@ def test_a_stopped_unit_suppresses_and_a_running_one_returns_by_condition(tmp_pa
         await read({0: 1, 1: 50, 2: 50})  # running, normal
         await read({1: 5, 2: 5})  # both flows low: two alarms
         await read({0: 0})  # the pump stops: flow's alarm is suppressed, flow2's is not
-        state = gw.sensor_state(1), gw.sensor_state(2)
+        state = gw.alarms.sensor_state(1), gw.alarms.sensor_state(2)
         await read({1: 50})  # clears while suppressed: recorded, still suppressed
         await read({1: 0})  # and low again (a stopped pump has no flow)
         await read({0: 1})  # running again, flow still low: back to unacknowledged

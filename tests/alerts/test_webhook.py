@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +25,7 @@ import orjson
 import pytest
 
 from alerts.model import Alarm, AlarmEvent
-from alerts.webhook import WebhookNotifier, dingtalk_sign, judge, markdown, parse_retry_after, render
+from alerts.notify.webhook import WebhookNotifier, dingtalk_sign, judge, markdown, render
 from tests.peers import free_port
 
 TS = 1_700_000_000_000  # 2023-11-15 06:13:20 in Shanghai
@@ -106,15 +105,6 @@ def test_judge(fmt, status, headers, body, outcome, retry_after):
     v = judge(fmt, status, headers, body, TS / 1000)
     assert (v.outcome, v.retry_after) == (outcome, retry_after)
     assert (v.error is None) == (outcome == "delivered")
-
-
-def test_retry_after_forms():
-    now = time.time()
-    assert parse_retry_after("2", now) == 2.0
-    assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == pytest.approx(30, abs=1.5)
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("-5", now) == 0.0
 
 
 def test_constructor_refuses_bad_settings():
@@ -290,7 +280,7 @@ def test_wrong_secret_is_permanent_and_the_next_event_still_goes(receivers, capl
             await until(lambda: n.health()["delivered"] == 1, "the next event")
         return n
 
-    with caplog.at_level(logging.WARNING, logger="alerts.webhook"):
+    with caplog.at_level(logging.WARNING, logger="alerts.notify.webhook"):
         n = asyncio.run(main())
     assert [r.verified for r in rx.got] == [False, True]  # refused once, never retried
     assert [(d.event_id, d.status, d.attempts) for d in n.deliveries] == [(1, "failed", 1), (2, "delivered", 1)]
@@ -344,7 +334,7 @@ def test_wecom_shape_and_errcodes(receivers):
 
 
 def test_receiver_down_then_up_gets_everything_in_order_once(receivers, caplog):
-    caplog.set_level(logging.INFO, logger="alerts.webhook")
+    caplog.set_level(logging.INFO, logger="alerts.notify.webhook")
     rx = receivers("json", "s3cret", port=free_port())  # not started: the port is closed
 
     async def main() -> WebhookNotifier:

@@ -1,6 +1,6 @@
 """Webhook notifiers: alarm events as HTTP POSTs to a generic JSON endpoint or a DingTalk/WeCom group robot.
 
-The notifier reads its events from a feed (:mod:`alerts.feed`; in the gateway the book's event log
+The notifier reads its events from a feed (:mod:`alerts.notify.feed`; in the gateway the book's event log
 after the webhook's own durable cursor, so a restart resumes where it stopped; ``offer`` is the
 pipeline's hint, never waiting). ``run`` sends them in order, one request each (the event id in
 ``X-Gridgate-Event-Id`` and in the body: the idempotency key), confirms each to the feed once it was
@@ -21,20 +21,19 @@ import base64
 import hashlib
 import hmac
 import logging
-import random
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import quote_plus
 
 import httpx
 import orjson
 
-from alerts.feed import EventFeed, QueueFeed
 from alerts.model import AlarmEvent
+from alerts.notify.feed import EventFeed, QueueFeed
 from gateway.clock import Clock, SystemClock
+from gateway.retry import Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 # The robots answer HTTP 200 with an errcode; these mean "too many messages, try later".
 RATE_LIMIT_ERRCODES: dict[str, frozenset[int]] = {"dingtalk": frozenset({130101}), "wecom": frozenset({45009})}
-RETRY_AFTER_MAX = 3600.0  # a Retry-After beyond an hour is a receiver bug, not a plan
 
 LEVEL_ZH = {"high_high": "高高报", "high": "高报", "low": "低报", "low_low": "低低报", "fault": "故障",
             "offline": "离线", "stale": "数据中断", "data_loss": "数据丢失", "rate_of_change": "变化速率报警",
@@ -163,20 +161,6 @@ def render(fmt: Format, event: AlarmEvent, url: str, secret: str | None, now_ms:
     raise ValueError(f"unknown webhook format {fmt!r}; expected one of {FORMATS}")
 
 
-def parse_retry_after(value: str | None, now_s: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now_s
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
-
-
 def judge(fmt: Format, status: int, headers: dict[str, str], body: bytes, now_s: float) -> Verdict:
     """What a reply means for the event. ``headers`` keys are lower case."""
     if status == 429:
@@ -222,8 +206,7 @@ class WebhookNotifier:
             raise ValueError(f"notifier {name}: unknown webhook format {fmt!r}; expected one of {FORMATS}")
         if httpx.URL(url).scheme not in ("http", "https"):
             raise ValueError(f"notifier {name}: webhook url must be http(s), got {url!r}")
-        if not 0 < backoff[0] <= backoff[1]:
-            raise ValueError(f"notifier {name}: backoff must be 0 < initial <= max, got {backoff}")
+        Backoff(*backoff)  # refuses a backoff that is not 0 < first <= cap, at construction
         self.name = name
         self.url = url
         self.fmt: Format = fmt
@@ -243,6 +226,9 @@ class WebhookNotifier:
     def offer(self, events: list[AlarmEvent]) -> None:
         self.feed.offer(events)
 
+    def lag(self) -> int:
+        return self.feed.lag()
+
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             while True:
@@ -255,7 +241,7 @@ class WebhookNotifier:
 
     async def _deliver(self, client: httpx.AsyncClient, ev: AlarmEvent) -> None:
         c = self._c
-        delay = self.backoff[0]
+        backoff = Backoff(*self.backoff)
         attempts = 0
         while True:
             attempts += 1
@@ -279,9 +265,7 @@ class WebhookNotifier:
                 log.warning("webhook %s: event %s not delivered, retrying: %s", self.name, ev.id, verdict.error)
             c.retries += 1
             c.last_error = verdict.error
-            wait = verdict.retry_after if verdict.retry_after is not None else random.uniform(delay / 2, delay)
-            delay = min(delay * 2, self.backoff[1])
-            await asyncio.sleep(wait)
+            await asyncio.sleep(verdict.retry_after if verdict.retry_after is not None else backoff.next())
 
     async def _attempt(self, client: httpx.AsyncClient, ev: AlarmEvent) -> Verdict:
         # Rendered per attempt: DingTalk refuses a timestamp more than an hour old.

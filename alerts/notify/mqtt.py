@@ -1,7 +1,7 @@
 """The MQTT notifier: publishes alarm events on the grid and officer alarm topics, QoS 1.
 
 Each event goes to ``{prefix}/alarms/{grid}`` and to ``{prefix}/officers/{officer}/alarms`` for each
-recipient. The notifier reads its events from a feed (:mod:`alerts.feed`; in the gateway the book's
+recipient. The notifier reads its events from a feed (:mod:`alerts.notify.feed`; in the gateway the book's
 event log after its own durable cursor) and publishes from its own paho client, which keeps QoS 1
 messages queued while the broker is away and resends them on reconnect. An event is done, and the
 cursor may pass it, once the broker acknowledged (PUBACK) every topic it went to; after a restart
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.feed import EventFeed, QueueFeed
 from alerts.model import AlarmEvent
+from alerts.notify.feed import EventFeed, QueueFeed
 from gateway.config import MqttSection
+from gateway.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class MqttNotifier:
 
     def __init__(self, cfg: MqttSection, client_id: str, feed: EventFeed | None = None,
                  max_in_flight: int = 1000) -> None:
+        self.name = "mqtt"
         self.cfg = cfg
         self.client_id = client_id
         self.feed: EventFeed = feed if feed is not None else QueueFeed()
@@ -45,6 +46,9 @@ class MqttNotifier:
 
     def offer(self, events: list[AlarmEvent]) -> None:
         self.feed.offer(events)
+
+    def lag(self) -> int:
+        return self.feed.lag()
 
     def topics(self, event: AlarmEvent) -> list[str]:
         p = self.cfg.prefix
@@ -100,7 +104,7 @@ class MqttNotifier:
         url = urlsplit(self.cfg.url)
         port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         client = self._client(loop)
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
                 await loop.run_in_executor(None, client.connect, url.hostname or "127.0.0.1", port,
@@ -108,8 +112,7 @@ class MqttNotifier:
                 break
             except OSError as exc:
                 self.last_error = str(exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 10.0)
+                await asyncio.sleep(backoff.next())
         client.loop_start()  # paho reconnects by itself from here on
         try:
             while True:

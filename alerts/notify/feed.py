@@ -34,6 +34,10 @@ class EventFeed(Protocol):
 
     def done(self, event_id: int) -> None: ...
 
+    def lag(self) -> int:
+        """Events offered or in the log that the notifier has not confirmed yet."""
+        ...
+
     def health(self) -> dict[str, int]: ...
 
 
@@ -61,6 +65,9 @@ class QueueFeed:
 
     def done(self, event_id: int) -> None:
         self._out = max(0, self._out - 1)
+
+    def lag(self) -> int:
+        return self.queue.qsize() + self._out
 
     def health(self) -> dict[str, int]:
         return {"queued": self.queue.qsize() + self._out, "dropped": self.dropped}
@@ -140,6 +147,8 @@ class BookFeed:
             self.book.set_cursor(self.consumer, self.cursor)
             self._saved, self._saved_at = self.cursor, now
 
+    def lag(self) -> int:
+        return max(0, self.book.last_event_id() - self.cursor)
+
     def health(self) -> dict[str, int]:
-        last = self.book.last_event_id()
-        return {"cursor": self.cursor, "lag_events": max(0, last - self.cursor), "in_flight": len(self._handed)}
+        return {"cursor": self.cursor, "lag_events": self.lag(), "in_flight": len(self._handed)}
