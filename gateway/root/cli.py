@@ -117,14 +117,14 @@ def _bench(args: argparse.Namespace) -> int:
     return args.bench_run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gateway.root.bench import alarms as bench_alarms
-    from gateway.root.bench import ingest as bench
-    from gateway.root.bench import modbus as bench_modbus
-    from gateway.root.bench import store as bench_store
-    from gateway.storage import export
-    from simulators import modbus_farm, mqtt_fleet
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; the options of ``sim``, ``bench`` and ``export`` are only built (and their modules,
+    with pymodbus, paho and numpy, only imported) when ``command`` is that one or None (all)."""
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -141,10 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="override [gateway] data_dir")
     r.set_defaults(func=_run)
 
-    e = sub.add_parser("export", help="one sensor's readings as CSV or InfluxDB line protocol")
-    export.add_arguments(e)
-    e.set_defaults(func=export.run)
-
     d = sub.add_parser("demo", help="a simulated district, an embedded broker, the gateway and the API")
     d.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     d.add_argument("--host", default="127.0.0.1")
@@ -153,7 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--for", dest="duration", type=float, help="stop after SECONDS, print a JSON summary")
     d.set_defaults(func=_demo)
 
+    e = sub.add_parser("export", help="one sensor's readings as CSV or InfluxDB line protocol")
     s = sub.add_parser("sim", help="sensor simulators")
+    b = sub.add_parser("bench", help="benchmarks")
+    if command in (None, "export"):
+        _export_arguments(e)
+    if command in (None, "sim"):
+        _sim_arguments(s)
+    if command in (None, "bench"):
+        _bench_arguments(b)
+    return p
+
+
+def _export_arguments(e: argparse.ArgumentParser) -> None:
+    from gateway.storage import export
+
+    export.add_arguments(e)
+    e.set_defaults(func=lambda args: export.run(args, load_or_exit(args.config)))
+
+
+def _sim_arguments(s: argparse.ArgumentParser) -> None:
+    from simulators import modbus_farm, mqtt_fleet
+
     ssub = s.add_subparsers(dest="sim", required=True)
     sm = ssub.add_parser("modbus", help="a Modbus TCP device farm for a configuration")
     modbus_farm.add_arguments(sm)
@@ -162,11 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt_fleet.add_arguments(sq)
     sq.set_defaults(func=_sim, sim_run=mqtt_fleet.run_cli)
 
-    b = sub.add_parser("bench", help="benchmarks")
+
+def _bench_arguments(b: argparse.ArgumentParser) -> None:
+    from gateway.root.bench import alarms as bench_alarms
+    from gateway.root.bench import ingest as bench_ingest
+    from gateway.root.bench import modbus as bench_modbus
+    from gateway.root.bench import soak as bench_soak
+    from gateway.root.bench import store as bench_store
+
     bsub = b.add_subparsers(dest="bench", required=True)
     bi = bsub.add_parser("ingest", help="MQTT telemetry through a real broker into the gateway")
-    bench.add_ingest_arguments(bi)
-    bi.set_defaults(func=_bench, bench_run=bench.run_ingest)
+    bench_ingest.add_ingest_arguments(bi)
+    bi.set_defaults(func=_bench, bench_run=bench_ingest.run_ingest)
     bs = bsub.add_parser("store", help="SQLite and InfluxDB through the outbox, next to their raw ceilings")
     bench_store.add_arguments(bs)
     bs.set_defaults(func=_bench, bench_run=bench_store.run)
@@ -176,11 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     ba = bsub.add_parser("alarms", help="alarm events through the gateway to a live subscriber; statistics queries")
     bench_alarms.add_arguments(ba)
     ba.set_defaults(func=_bench, bench_run=bench_alarms.run)
-    return p
+    bk = bsub.add_parser("soak", help="gridgate run against gridgate sim modbus for minutes; samples per minute")
+    bench_soak.add_arguments(bk)
+    bk.set_defaults(func=_bench, bench_run=bench_soak.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # pymodbus logs every failed connect and exception response; the collector logs state changes.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.batch import Quality
+from gateway.config import Config
 from gateway.errors import UnknownSensor
 from gateway.registry import Registry
 from gateway.storage.influx import series_prefix
@@ -78,10 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="override [gateway] data_dir")
 
 
-def run(args: argparse.Namespace) -> int:
-    from gateway.root.cli import load_or_exit
-
-    cfg = load_or_exit(args.config)
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    """``gridgate export`` with the configuration the command line loaded."""
     registry = Registry(cfg)
     try:
         info = registry.sensor(args.sensor)
