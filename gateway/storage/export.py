@@ -20,8 +20,11 @@ from gateway.batch import Quality
 from gateway.config import Config
 from gateway.errors import UnknownSensor
 from gateway.registry import Registry
+from gateway.storage import chunk_tables as tables
+from gateway.storage.chunks import Readings, first_of_each
 from gateway.storage.influx import series_prefix
 
+DAY_NS = 86_400 * 10**9
 QUALITY_WORDS = {int(q): q.name.lower() for q in Quality}
 
 
@@ -37,16 +40,29 @@ def parse_time_ns(text: str) -> int:
 
 
 def rows(db: Path, sensor_id: str, start_ns: int, end_ns: int) -> Iterator[tuple[int, float, int]]:
-    """(ts ns, value, quality) of one sensor, oldest first, straight from the store."""
+    """(ts ns, value, quality) of one sensor, oldest first, straight from the store, a day at a time.
+
+    A store that a gateway of the previous layout wrote (or whose upgrade was interrupted) is read
+    as it is: the old one-row-per-reading table and the chunks together, without converting it.
+    """
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         found = con.execute("SELECT sid FROM sensors WHERE sensor_id = ?", (sensor_id,)).fetchone()
         if found is None:
             raise UnknownSensor(f"no readings stored for {sensor_id!r}")
-        cur = con.execute("SELECT ts, value, quality FROM readings WHERE sid = ? AND ts BETWEEN ? AND ? ORDER BY ts",
-                          (found[0], start_ns, end_ns))
-        while chunk := cur.fetchmany(10_000):
-            yield from chunk
+        sid = int(found[0])
+        chunked = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'layout'").fetchone() is not None
+        width = tables.layout_width(con) if chunked else None
+        legacy = tables.has_legacy(con)
+        lo = start_ns
+        while lo <= end_ns:
+            hi = min(end_ns, lo + DAY_NS - 1)
+            parts = [tables.legacy_series(con, sid, lo, hi)] if legacy else []
+            if chunked:
+                parts.append(tables.load_series(con, sid, lo, hi, width))
+            r = first_of_each(Readings.concat(parts))
+            yield from zip(r.ts.tolist(), r.value.tolist(), r.quality.tolist(), strict=True)
+            lo = hi + 1
     finally:
         con.close()
 

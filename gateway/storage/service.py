@@ -165,7 +165,9 @@ class Storage:
         while True:
             cutoff = time.time_ns() - self.cfg.retention_days * DAY_NS
             try:
-                n = await loop.run_in_executor(self._store_exec, self.store.delete_before, cutoff)
+                n = 0
+                for step in await loop.run_in_executor(self._store_exec, self.store.retention_steps, cutoff):
+                    n += await loop.run_in_executor(self._store_exec, self.store.delete_before, step)
                 if n:
                     log.info("retention: deleted %d readings older than %d days", n, self.cfg.retention_days)
             except Exception:

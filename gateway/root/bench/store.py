@@ -25,9 +25,9 @@ import numpy as np
 from gateway.batch import ReadingBatch
 from gateway.config import parse_config
 from gateway.registry import Registry
+from gateway.storage.chunk_tables import LEGACY_SCHEMA
 from gateway.storage.influx import line_protocol, series_prefix
 from gateway.storage.service import Storage
-from gateway.storage.sqlite_store import SCHEMA
 from simulators.brokers import free_port, start_influxd, stop_process
 
 S = 1_000_000_000
@@ -68,7 +68,7 @@ def raw_sqlite(path: Path, batches: list[ReadingBatch]) -> float:
     con = sqlite3.connect(str(path), isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    con.executescript(SCHEMA)
+    con.executescript(LEGACY_SCHEMA)
     rows = [list(zip(b.sensor.tolist(), b.ts.tolist(), b.value.tolist(), b.quality.tolist(), strict=True))
             for b in batches]
     t = time.perf_counter()
