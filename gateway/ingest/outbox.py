@@ -1,11 +1,12 @@
-"""The outbox: a durable spool (SQLite, WAL) between the pipeline and every sink.
+"""The outbox: the durable log (SQLite, WAL) of accepted batches, between intake and every consumer.
 
 A batch is committed here before it counts as accepted (the MQTT collector acknowledges a message
 only after that). It is the log every consumer downstream reads: each sink, and the detector (a
-*kept* consumer, see below). Each consumer has a cursor: it reads the batches after its cursor in order, writes
-them, and moves its cursor only once the sink confirmed the write, so delivery is at-least-once and
-per-sensor order is kept on replay; sinks write idempotently, so a replay stores nothing twice. A
-batch is deleted once every sink has confirmed it. Sinks lag independently.
+*kept* consumer, see below). Each consumer has a cursor: it reads the batches after its cursor in order,
+handles them, and moves its cursor only once it confirmed them (a sink's write, the alarm book's
+commit), so delivery is at-least-once and per-sensor order is kept on replay; sinks write
+idempotently, so a replay stores nothing twice. A batch is deleted once every consumer has confirmed
+it. Consumers lag independently.
 
 The spool has a byte quota. When an append takes it over, the oldest batches are dropped (whatever
 sink still wanted them), and the append returns a :class:`DropReport` naming how many readings and

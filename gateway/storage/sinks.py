@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 from gateway.batch import ReadingBatch
 from gateway.errors import SinkUnavailable, StoreError
 from gateway.ingest.outbox import Outbox
+from gateway.retry import Backoff
 from gateway.storage.sqlite_store import SqliteStore, WriteResult
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class SinkDrainer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self) -> None:
-        delay = self.backoff[0]
+        backoff = Backoff(*self.backoff)
         while True:
             self._busy = True
             self.wakeup.clear()  # before reading: an append that lands meanwhile sets it again
@@ -106,15 +106,13 @@ class SinkDrainer:
                 self.state = "failing"
                 self.last_error = str(exc)
                 self._busy = False
-                wait = exc.retry_after if exc.retry_after is not None else delay * random.uniform(0.5, 1.0)
-                delay = min(delay * 2, self.backoff[1])
-                await asyncio.sleep(wait)
+                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else backoff.next())
                 continue
             await self._outbox(self.outbox.confirm, self.name, pending.last_seq)
             if self.state == "failing":
                 log.warning("sink %s recovered", self.name)
             self.state = "ok"
-            delay = self.backoff[0]
+            backoff.reset()
             self.last_ok = time.time()
             self.written += result.accepted
             if result.rejected:
