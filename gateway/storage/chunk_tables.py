@@ -77,9 +77,12 @@ def head_blocks(db: sqlite3.Connection, grp: int, t_lo: int | None = None, t_hi:
 
 def chunk_series(db: sqlite3.Connection, sid: int, start: int, end: int, width: int) -> list[Readings]:
     """One sensor's chunks meeting [start, end], oldest first, trimmed to the range."""
-    first = start // width * width
+    lo, hi = db.execute("SELECT MIN(t0), MAX(t0) FROM chunks").fetchone()
+    if lo is None:
+        return []
+    first, last = max(start // width * width, int(lo)), min(end, int(hi))  # walk only windows that exist
     parts = []
-    for t0, n, payload in db.execute(WINDOWS_SQL, (first, width, width, end, sid)):
+    for t0, n, payload in db.execute(WINDOWS_SQL, (first, width, width, last, sid)):
         ts, value, quality = decode_chunk(t0, n, payload)
         lo, hi = int(np.searchsorted(ts, start, side="left")), int(np.searchsorted(ts, end, side="right"))
         if hi > lo:
@@ -140,6 +143,13 @@ def head_groups(db: sqlite3.Connection, sid: int | None = None) -> list[int]:
     if sid is not None:
         return [sid // GROUP]
     return [g for (g,) in db.execute("SELECT DISTINCT grp FROM head")]
+
+
+def every_series(db: sqlite3.Connection) -> dict[str, Readings]:
+    """Every sensor's readings (for tests and tools that read a store on the side, read-only)."""
+    width = layout_width(db)
+    return {sensor_id: load_series(db, sid, -(2**62), 2**62, width)
+            for sid, sensor_id in db.execute("SELECT sid, sensor_id FROM sensors ORDER BY sid").fetchall()}
 
 
 def count_readings(db: sqlite3.Connection, width: int | None, sid: int | None = None) -> int:
