@@ -19,6 +19,10 @@ from typing import Any
 
 import orjson
 
+# The caller's scope lives in alerts.scope; re-exported for the modules that import it from here.
+from alerts.scope import EVERYTHING as EVERYTHING
+from alerts.scope import Within as Within
+
 NORMAL = "normal"
 UNACK = "unacknowledged"
 ACKED = "acknowledged"
@@ -175,24 +179,3 @@ class AlarmEvent:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
-
-
-@dataclass(frozen=True, slots=True)
-class Within:
-    """The alarms a caller may see: those of ``enterprises`` (None: everything), the enterprise-less
-    alarms of ``grids`` (a public report, a grid's flood), and those dispatched to ``department``."""
-
-    enterprises: frozenset[str] | None
-    grids: frozenset[str] = frozenset()
-    department: str | None = None
-
-    def covers(self, alarm: Alarm) -> bool:
-        if self.enterprises is None:
-            return True
-        if alarm.enterprise:
-            return alarm.enterprise in self.enterprises or (
-                self.department is not None and alarm.department == self.department)
-        return alarm.grid in self.grids or (self.department is not None and alarm.department == self.department)
-
-
-EVERYTHING = Within(None)

@@ -1,7 +1,8 @@
 """Alarm-system statistics over a period: how officers respond, and how loaded each grid is (EEMUA 191).
 
 Everything is read from the alarm book's ``events`` (every step of an alarm, with its time, actor
-and recipients) in a few SQL queries, within a :class:`~alerts.model.Within` (the caller's scope).
+and recipients) in a few SQL queries, within a :class:`~alerts.scope.Within` (the caller's scope, made SQL by
+:func:`~alerts.scope.scope_sql` as in the book's own queries).
 A period is half-open, ``start <= ts < end`` (epoch ms), and is read **as of** ``end``: an event at
 or after ``end`` counts for nothing, so the figures of a past period do not change later. The
 definitions below are the contract of ``/api/v1/stats``. A raise counts whatever the alarm's
@@ -51,7 +52,8 @@ import orjson
 
 from alerts.book import AlarmBook
 from alerts.escalation import timeout_s
-from alerts.model import ACKED, CASE_STATES, CLOSED, KINDS, PRIORITY, PRIORITY_NAMES, UNACK, Within
+from alerts.model import ACKED, CASE_STATES, CLOSED, KINDS, PRIORITY, PRIORITY_NAMES, UNACK
+from alerts.scope import Within, scope_sql
 from gateway.config import EscalateAfter, User
 from gateway.registry import Registry
 
@@ -114,19 +116,6 @@ def _json(values: Iterable[str]) -> str:
     return orjson.dumps(sorted(values)).decode()
 
 
-def _scope_sql(w: Within) -> tuple[str, list[object]]:
-    """A condition on ``alarms a`` equal to ``Within.covers`` (as the book's own queries scope)."""
-    if w.enterprises is None:
-        return "1", []
-    ors = ["a.enterprise IN (SELECT value FROM json_each(?))",
-           "(a.enterprise = '' AND a.grid IN (SELECT value FROM json_each(?)))"]
-    args: list[object] = [_json(w.enterprises), _json(w.grids)]
-    if w.department is not None:
-        ors.append("a.department = ?")
-        args.append(w.department)
-    return "(" + " OR ".join(ors) + ")", args
-
-
 def officers_serving(registry: Registry, grids: Collection[str] | None) -> list[str]:
     """The officers of ``grids`` (members, responsible and contact persons), in the registry's
     order; every officer when ``grids`` is None (an admin)."""
@@ -183,7 +172,7 @@ LEFT JOIN closes c ON c.alarm_id = g.alarm_id
 def officer_stats(book: AlarmBook, officers: Collection[str], logins: Mapping[str, str],
                   after: EscalateAfter, within: Within, period: Period) -> list[OfficerStats]:
     """The response figures of each of ``officers`` (in the order given) over alarms in ``within``."""
-    scope, scope_args = _scope_sql(within)
+    scope, scope_args = scope_sql(within, alias="a")
     rows = book.read(OFFICER_SQL.format(scope=scope),
                      [period.start_ms, period.end_ms, *scope_args, _json(officers), period.end_ms, period.end_ms])
     per: dict[str, list[tuple]] = {o: [] for o in officers}
@@ -249,7 +238,7 @@ GROUP BY c.grid
 
 def alarm_stats(book: AlarmBook, grids: Collection[str], within: Within, period: Period) -> list[GridStats]:
     """The load figures of each of ``grids`` (in the order given) over alarms in ``within``."""
-    scope, scope_args = _scope_sql(within)
+    scope, scope_args = scope_sql(within, alias="a")
     grid_list = _json(grids)
     raises: dict[str, dict[tuple[str, str], int]] = {g: {} for g in grids}  # grid -> (kind, level) -> n
     floods = dict.fromkeys(grids, 0)

@@ -18,7 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from alerts.model import Within
+from alerts.scope import Within
 from api.auth import CurrentUser
 from api.deps import GatewayDep
 from gateway.config import User

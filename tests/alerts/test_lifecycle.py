@@ -32,7 +32,6 @@ from alerts.model import (
     DISPATCHED,
     EVENT_TYPES,
     EVENTS,
-    EVERYTHING,
     HIDDEN_STATES,
     NORMAL,
     OUT_OF_SERVICE,
@@ -45,9 +44,9 @@ from alerts.model import (
     UNACK,
     Alarm,
     AlarmEvent,
-    Within,
     next_state,
 )
+from alerts.scope import EVERYTHING, Within
 from gateway.batch import ReadingBatch
 from gateway.errors import AlarmError, UnknownAlarm
 from gateway.registry import DeviceInfo, Registry
