@@ -10,7 +10,7 @@ import pytest
 
 from alerts.book import AlarmBook
 from alerts.detector import Detector
-from alerts.model import EVERYTHING, Within
+from alerts.scope import EVERYTHING, Within
 from alerts.stats import (
     TARGETS,
     GridStats,
