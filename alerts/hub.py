@@ -8,17 +8,17 @@ reconnects with the last event id it saw and the book replays what it missed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
 
-from alerts.model import AlarmEvent, Within
+from alerts.model import AlarmEvent
+from alerts.scope import ScopeArg, Within, as_within
 
 
 class Subscription:
     """One live subscriber: the events within its scope (None: all) in a bounded queue."""
 
-    def __init__(self, hub: AlarmHub, scope: Within | Collection[str] | None, maxsize: int) -> None:
+    def __init__(self, hub: AlarmHub, scope: ScopeArg, maxsize: int) -> None:
         self.hub = hub
-        self.scope = scope if isinstance(scope, Within) else Within(None if scope is None else frozenset(scope))
+        self.scope: Within = as_within(scope)
         self.queue: asyncio.Queue[AlarmEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
 
@@ -62,7 +62,7 @@ class AlarmHub:
         self.delivered = 0
         self.overflows = 0
 
-    def subscribe(self, scope: Within | Collection[str] | None) -> Subscription:
+    def subscribe(self, scope: ScopeArg) -> Subscription:
         sub = Subscription(self, scope, self.queue_size)
         self._subs.add(sub)
         return sub

@@ -19,10 +19,6 @@ from typing import Any
 
 import orjson
 
-# The caller's scope lives in alerts.scope; re-exported for the modules that import it from here.
-from alerts.scope import EVERYTHING as EVERYTHING
-from alerts.scope import Within as Within
-
 NORMAL = "normal"
 UNACK = "unacknowledged"
 ACKED = "acknowledged"

@@ -1,7 +1,10 @@
-"""Small builders for test configurations (validated through the real config models)."""
+"""Small builders for test configurations (validated through the real config models), and the one wait helper."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway.config import Config, parse_config
@@ -36,3 +39,37 @@ def mqtt_device(enterprise: str, device: str, points: list[dict[str, Any]], **kw
 
 
 CH4 = {"key": "ch4", "kind": "combustible_gas", "unit": "%LEL"}
+
+
+def _pauses(cond: Callable[[], Any], timeout: float, what: str, interval: float) -> Iterator[tuple[Any, float]]:
+    """(what ``cond`` returned, the pause before asking again): every 5 ms at first, then less often,
+    up to every ``interval`` s; fails after ``timeout`` s saying ``what``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        result = cond()
+        if not result and time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {result!r})")
+        yield result, pause
+        pause = min(pause * 1.5, interval)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition", interval: float = 0.1) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned), or fail after ``timeout`` s saying ``what``.
+
+    A quick condition is seen at once; a slow one is asked less and less often, so that waiting
+    does not load the peers it asks.
+    """
+    for result, pause in _pauses(cond, timeout, what, interval):
+        if result:
+            return result
+        time.sleep(pause)
+
+
+async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition",
+                interval: float = 0.05) -> Any:
+    """:func:`wait_for` inside an event loop: the loop keeps running while it waits."""
+    for result, pause in _pauses(cond, timeout, what, interval):
+        if result:
+            return result
+        await asyncio.sleep(pause)

@@ -22,7 +22,7 @@ from gateway.batch import ReadingBatch
 from gateway.config import ChatterSection, FloodSection
 from gateway.registry import Registry
 from gateway.root.runtime import Gateway
-from tests.helpers import CH4, district, mqtt_device
+from tests.helpers import CH4, district, mqtt_device, until
 from tests.peers import Mosquitto
 
 G1, G2 = "43090300100201", "43090300100301"
@@ -136,16 +136,12 @@ def test_flood_through_the_gateway_reaches_the_officer_as_one_notification(tmp_p
             gw = Gateway(cfg, data_dir=tmp_path)
             runner = asyncio.create_task(gw.run())
             await gw.started.wait()
-            deadline = time.monotonic() + 10
-            while not gw.notifiers["mqtt"].connected and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            await until(lambda: gw.notifiers["mqtt"].connected, 10, "the MQTT notifier")
             now = time.time_ns()
             for i in range(N):  # 50 gas alarms in one grid within a second
                 await gw.intake.submit(ReadingBatch.of([i], [now + i * 10_000_000], [30.0]))
-            while gw.evaluated < N and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            while len(o1.got) < 11 and time.monotonic() < deadline + 10:
-                await asyncio.sleep(0.02)
+            await until(lambda: gw.evaluated >= N, 10, f"{N} readings evaluated")
+            await until(lambda: len(o1.got) >= 11, 10, "the officer's 10 alarms and the flood")
             await asyncio.sleep(1.0)  # anything more the notifier would send has arrived by now
             raised = len(gw.book.list_alarms(None, state="unacknowledged", kind="process", limit=1000))
             health = gw.health()["alarms"]

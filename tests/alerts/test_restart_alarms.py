@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.batch import Quality, ReadingBatch
 from gateway.ingest.intake import DeviceStatus
 from gateway.root.runtime import Gateway
-from tests.helpers import CH4, district, mqtt_device
+from tests.helpers import CH4, district, mqtt_device, until
 
 POINTS = [CH4, {**CH4, "key": "ch4b"}, {**CH4, "key": "ch4c", "rate_of_change": 10.0}, {**CH4, "key": "ch4d"}]
 
@@ -23,9 +23,8 @@ async def run_once(gw: Gateway, batches: list[ReadingBatch], statuses: tuple[tup
         await gw.intake.device_status(DeviceStatus(device, online, time.time_ns(), "test"))
     for b in batches:
         await gw.intake.submit(b)
-    deadline = time.monotonic() + 5
-    while (gw.evaluated < gw.intake.submitted or not gw.intake.statuses.empty()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await until(lambda: gw.evaluated >= gw.intake.submitted and gw.intake.statuses.empty(), 5,
+                "every batch and status handled")
     await asyncio.sleep(0.1)
     events = [(e.type, e.alarm.sensor_id, e.alarm.level) for e in gw.book.events_since(before, None)]
     runner.cancel()

@@ -25,11 +25,11 @@ from alerts.stats import (
 from gateway.batch import ReadingBatch
 from gateway.config import EscalateAfter
 from gateway.registry import Registry
-from tests.api.test_api import G1 as API_G1
-from tests.api.test_api import G2 as API_G2
-from tests.api.test_api import G3 as API_G3
-from tests.api.test_api import ApiServer, server  # noqa: F401  (the fixture)
 from tests.helpers import CH4, district, mqtt_device
+from tests.server import G1 as API_G1
+from tests.server import G2 as API_G2
+from tests.server import G3 as API_G3
+from tests.server import ApiServer
 
 T0 = 1_767_225_600_000  # epoch ms
 S, MIN, HOUR = 1000, 60_000, 3_600_000

@@ -11,7 +11,7 @@ import pytest
 from gateway.batch import ReadingBatch
 from gateway.errors import ConfigError
 from gateway.root.runtime import Gateway
-from tests.helpers import district, mqtt_device
+from tests.helpers import district, mqtt_device, until
 
 POINTS = [
     {"key": "run", "kind": "status"},
@@ -35,9 +35,7 @@ def test_a_stopped_unit_suppresses_and_a_running_one_returns_by_condition(tmp_pa
             t += 1_000_000_000
             before = gw.book.last_event_id()
             await gw.intake.submit(ReadingBatch.of(list(values), [t] * len(values), list(values.values())))
-            deadline = time.monotonic() + 5
-            while gw.evaluated < gw.intake.submitted and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await until(lambda: gw.evaluated >= gw.intake.submitted, 5, "the batch evaluated")
             seen.extend((e.type, e.alarm.sensor_id, e.alarm.state) for e in gw.book.events_since(before, None))
 
         await read({0: 1, 1: 50, 2: 50})  # running, normal

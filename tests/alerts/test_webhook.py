@@ -8,24 +8,19 @@ the DingTalk ``sign`` from the ``timestamp`` query parameter, and answers from a
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
 import logging
 import socket
-import threading
 import time
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
 
 from alerts.model import Alarm, AlarmEvent
 from alerts.notify.webhook import WebhookNotifier, dingtalk_sign, judge, markdown, render
+from tests.helpers import until
 from tests.peers import free_port
 
 TS = 1_700_000_000_000  # 2023-11-15 06:13:20 in Shanghai
@@ -116,123 +111,6 @@ def test_constructor_refuses_bad_settings():
         WebhookNotifier("n", "http://h/", "json", backoff=(2.0, 1.0))
 
 
-# --- a real receiver -----------------------------------------------------------------------------
-
-@dataclass
-class Received:
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    verified: bool
-    at: float
-
-    @property
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-class Receiver:
-    """An HTTP endpoint that verifies like the real service, then answers from ``script`` or with success."""
-
-    def __init__(self, mode: str, secret: str | None = None, port: int | None = None) -> None:
-        self.mode, self.secret = mode, secret
-        self.port = port or free_port()
-        self.script: list[tuple[int, dict[str, str], bytes]] = []
-        self.got: list[Received] = []
-        self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook?access_token=tok"
-
-    def ids(self) -> list[int]:
-        with self.lock:
-            return [int(r.headers["x-gridgate-event-id"]) if self.mode == "json" else -1 for r in self.got]
-
-    def verify(self, query: dict[str, list[str]], headers: dict[str, str], body: bytes) -> bool:
-        if self.secret is None:
-            return True
-        if self.mode == "json":
-            mac = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-            return hmac.compare_digest(headers.get("x-gridgate-signature", ""), f"sha256={mac}")
-        if self.mode == "dingtalk":
-            ts, sign = query.get("timestamp", [""])[0], query.get("sign", [""])[0]
-            if not ts.isdigit() or abs(time.time() * 1000 - int(ts)) > 3_600_000:
-                return False
-            mac = hmac.new(self.secret.encode(), f"{ts}\n{self.secret}".encode(), hashlib.sha256).digest()
-            return hmac.compare_digest(sign, base64.b64encode(mac).decode())
-        return True
-
-    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        parts = urlsplit(path)
-        query = parse_qs(parts.query)
-        ok = self.verify(query, headers, body)
-        with self.lock:
-            self.got.append(Received(parts.path, query, headers, body, ok, time.monotonic()))
-            if not ok:
-                if self.mode == "json":
-                    return 401, {}, b"bad signature"
-                return 200, {}, b'{"errcode":310000,"errmsg":"sign not match"}'
-            if self.script:
-                return self.script.pop(0)
-        return 200, {}, (b"ok" if self.mode == "json" else b'{"errcode":0,"errmsg":"ok"}')
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra, reply = receiver.answer(self.path, headers, body)
-                self.send_response(status)
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            assert self.thread is not None
-            self.thread.join(5)
-            self.server = None
-
-
-@pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make(mode: str, secret: str | None = None, port: int | None = None) -> Receiver:
-        made.append(Receiver(mode, secret, port))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.stop()
-
-
-async def until(cond, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def running(*notifiers: WebhookNotifier):
     tasks = [asyncio.create_task(n.run()) for n in notifiers]
@@ -253,7 +131,7 @@ def test_json_delivered_and_verified(receivers):
         n = WebhookNotifier("ops", rx.url, "json", secret="s3cret", backoff=FAST)
         async with running(n):
             n.offer([event(1), event(2), event(3)])
-            await until(lambda: n.health()["delivered"] == 3, "three deliveries")
+            await until(lambda: n.health()["delivered"] == 3, what="three deliveries")
         return n
 
     n = asyncio.run(main())
@@ -274,10 +152,10 @@ def test_wrong_secret_is_permanent_and_the_next_event_still_goes(receivers, capl
         n = WebhookNotifier("ops", rx.url, "json", secret="a-wrong-one", backoff=FAST)
         async with running(n):
             n.offer([event(1)])
-            await until(lambda: n.health()["failed"] == 1, "the refusal")
+            await until(lambda: n.health()["failed"] == 1, what="the refusal")
             rx.secret = "a-wrong-one"  # the receiver's operator fixes the secret
             n.offer([event(2)])
-            await until(lambda: n.health()["delivered"] == 1, "the next event")
+            await until(lambda: n.health()["delivered"] == 1, what="the next event")
         return n
 
     with caplog.at_level(logging.WARNING, logger="alerts.notify.webhook"):
@@ -298,9 +176,9 @@ def test_dingtalk_signed_rate_limit_retried_bad_sign_permanent(receivers):
         bad = WebhookNotifier("dt-bad", rx.url, "dingtalk", secret="SECxyz", backoff=FAST)
         async with running(good, bad):
             good.offer([event(1)])
-            await until(lambda: good.health()["delivered"] == 1, "the retried delivery")
+            await until(lambda: good.health()["delivered"] == 1, what="the retried delivery")
             bad.offer([event(2)])
-            await until(lambda: bad.health()["failed"] == 1, "the refused signature")
+            await until(lambda: bad.health()["failed"] == 1, what="the refused signature")
         return good, bad
 
     good, bad = asyncio.run(main())
@@ -323,7 +201,7 @@ def test_wecom_shape_and_errcodes(receivers):
         n = WebhookNotifier("wc", rx.url, "wecom", backoff=FAST)
         async with running(n):
             n.offer([event(1), event(2), event(3)])
-            await until(lambda: len(n.deliveries) == 3, "three outcomes")
+            await until(lambda: len(n.deliveries) == 3, what="three outcomes")
         return n
 
     n = asyncio.run(main())
@@ -341,13 +219,13 @@ def test_receiver_down_then_up_gets_everything_in_order_once(receivers, caplog):
         n = WebhookNotifier("ops", rx.url, "json", secret="s3cret", backoff=(0.01, 0.1))
         async with running(n):
             n.offer([event(1), event(2)])
-            await until(lambda: n.health()["retries"] >= 3, "retries against a closed port")
+            await until(lambda: n.health()["retries"] >= 3, what="retries against a closed port")
             n.offer([event(3), event(4), event(5)])
             h = n.health()
             assert (h["delivered"], h["queued"], h["state"]) == (0, 5, "retrying")
             assert "ConnectError" in str(h["last_error"])
             rx.start()
-            await until(lambda: n.health()["delivered"] == 5, "delivery after the receiver came back")
+            await until(lambda: n.health()["delivered"] == 5, what="delivery after the receiver came back")
         return n
 
     n = asyncio.run(main())
@@ -367,7 +245,7 @@ def test_429_retry_after_is_honoured(receivers):
         n = WebhookNotifier("ops", rx.url, "json", backoff=FAST)
         async with running(n):
             n.offer([event(1)])
-            await until(lambda: n.health()["delivered"] == 1, "delivery after Retry-After")
+            await until(lambda: n.health()["delivered"] == 1, what="delivery after Retry-After")
         return n
 
     n = asyncio.run(main())
@@ -388,13 +266,13 @@ def test_hanging_receiver_blocks_neither_offer_nor_another_notifier(receivers):
             fine = WebhookNotifier("fine", rx.url, "json", secret="s3cret", backoff=FAST)
             async with running(stuck, fine):
                 stuck.offer([event(0)])
-                await until(lambda: stuck.health()["retries"] >= 1, "the first timeout")
+                await until(lambda: stuck.health()["retries"] >= 1, what="the first timeout")
                 batch = [event(i) for i in range(1, 201)]
                 t0 = time.perf_counter()
                 stuck.offer(batch)
                 fine.offer(batch)
                 offered = time.perf_counter() - t0
-                await until(lambda: fine.health()["delivered"] == 200, "the working receiver's deliveries", 15)
+                await until(lambda: fine.health()["delivered"] == 200, 15, "the working receiver's deliveries")
                 h = stuck.health()
                 assert (h["delivered"], h["queued"], h["dropped"], h["state"]) == (0, 51, 150, "retrying")
             return stuck, fine, offered

@@ -3,23 +3,20 @@ maintenance, public reports and their case flow, and the refusals (403, 404, 409
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.test_api import G1, G2, ApiServer, make_config, wait_until
+from tests.helpers import wait_for
+from tests.server import G1, G2, ApiServer, make_config
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ApiServer]:
+def server_config() -> dict[str, Any]:
     cfg = make_config()
     cfg["api"] = {"reports_per_hour": 3}
-    srv = ApiServer(tmp_path, cfg)
-    srv.start()
-    yield srv
-    srv.stop()
+    return cfg
 
 
 def ids(r: httpx.Response) -> list[int]:
@@ -64,7 +61,7 @@ def test_shelving_over_http(server: ApiServer) -> None:
         assert r.json()["alarm"]["state"] == "shelved" and r.json()["alarm"]["shelved_until"] is not None
         assert ids(c.get("/alarms", params={"state": "hidden"})) == [gas["id"]]
         server.submit({"hengyuan/gas/ch4": 0.0})  # cleared while shelved: recorded, still shelved
-        wait_until(lambda: not server.gw.book.get(gas["id"]).in_alarm, what="the clear recorded")
+        wait_for(lambda: not server.gw.book.get(gas["id"]).in_alarm, what="the clear recorded")
         assert server.gw.book.get(gas["id"]).state == "shelved"
         assert c.post(f"/alarms/{gas['id']}/ack", json={}).status_code == 409
         r = c.post(f"/alarms/{gas['id']}/unshelve", json={"note": "test over"})

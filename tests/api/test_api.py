@@ -1,180 +1,16 @@
-"""The HTTP API against a real gateway pipeline and uvicorn: logins, scoping, alarms, sensors, health.
-
-``ApiServer`` runs ``Gateway.run`` (no collectors) with ``serve_api`` in an event loop of its own
-thread, on a free port; tests feed readings through the intake as a collector would, and talk to
-the API over HTTP with httpx. The live-stream tests reuse it.
-"""
+"""The HTTP API against a real gateway pipeline and uvicorn (:class:`tests.server.ApiServer`):
+logins, scoping, alarms, sensors, health."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from argon2 import PasswordHasher
 
 from api.auth import hash_password, issue_token, verify_password
-from api.server import serve_api
-from gateway.batch import ReadingBatch
-from gateway.config import parse_config
-from gateway.root.runtime import Gateway
-from tests.peers import free_port
-
-G1, G2, G3 = "43090300100201", "43090300100301", "43090400100101"
-# username -> (role, acts-as keys); the password of each login is its username
-LOGINS: dict[str, tuple[str, dict[str, str]]] = {
-    "admin": ("admin", {}),
-    "zhang": ("officer", {"officer": "zhang"}),
-    "wang": ("officer", {"officer": "wang"}),
-    "town": ("supervisor", {"area": "430903"}),
-    "fire": ("department", {"department": "fire"}),
-    "shimen": ("enterprise", {"enterprise": "shimen"}),
-}
-_fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-HASHES = {name: _fast.hash(name) for name in LOGINS}
-
-
-def make_config() -> dict[str, Any]:
-    gas = ("ch4", "ch4b", "ch4c", "ch4d", "ch4e")
-    points: list[dict[str, Any]] = [{"key": k, "kind": "combustible_gas", "unit": "%LEL"} for k in gas]
-    points.append({"key": "t1", "kind": "temperature", "unit": "°C", "high": 60.0})
-    return {
-        "gateway": {"id": "test-gw"},
-        "users": [{"username": n, "password_hash": HASHES[n], "role": r, **acts}
-                  for n, (r, acts) in LOGINS.items()],
-        "departments": [{"id": d, "name": d} for d in ("yjj", "fire", "market")],
-        "officers": [{"id": o, "name": o} for o in ("zhang", "wang", "li")],
-        "grids": [
-            {"id": G1, "name": "龙岭村网格", "area": "430903001002", "officers": ["zhang"]},
-            {"id": G2, "name": "石门村网格", "area": "430903001003", "officers": ["wang"]},
-            {"id": G3, "name": "far grid", "area": "430904001001", "officers": ["li"]},
-        ],
-        "enterprises": [
-            {"id": "hengyuan", "name": "恒源化工", "grid": G1, "lead_department": "yjj",
-             "cooperating_departments": ["fire"]},
-            {"id": "shimen", "name": "石门建材", "grid": G2, "lead_department": "market"},
-            {"id": "far", "name": "far works", "grid": G3, "lead_department": "market",
-             "cooperating_departments": ["fire"]},
-        ],
-        "devices": [{"enterprise": e, "id": "gas", "protocol": "mqtt", "points": points}
-                    for e in ("hengyuan", "shimen", "far")],
-    }
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = cond()
-        if result:
-            return result
-        time.sleep(0.005)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class ApiServer:
-    """A gateway with its API on a free port, run in a background thread's event loop."""
-
-    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, collectors: bool = False) -> None:
-        self.data_dir = data_dir
-        self.config = config if config is not None else make_config()
-        self.collectors = collectors
-        self.port = free_port()
-        self.gw: Gateway
-        self.loop: asyncio.AbstractEventLoop
-        self.task: asyncio.Task
-        self.error: BaseException | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
-        self._ts = time.time_ns()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
-
-    @property
-    def ws_base(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v1"
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(10) or self.error is not None:
-            raise RuntimeError(f"API server did not start: {self.error!r}")
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to the test thread
-            self.error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.gw = Gateway(parse_config(self.config), data_dir=self.data_dir, collectors=self.collectors)
-        started = asyncio.Event()
-        self.task = asyncio.create_task(
-            self.gw.run(api=lambda gw: serve_api(gw, "127.0.0.1", self.port, started)))
-        waiter = asyncio.create_task(started.wait())
-        await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        self._ready.set()
-        waiter.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.task.cancel)
-            self._thread.join(15)
-            assert not self._thread.is_alive(), "the gateway did not stop within 15 s"
-
-    def submit(self, values: dict[str, float], ts_ns: int | None = None) -> None:
-        """Feed one reading per sensor id through the intake, as a collector would."""
-        if ts_ns is None:
-            self._ts = max(self._ts + 1_000_000, time.time_ns())
-            ts_ns = self._ts
-        reg = self.gw.registry
-        batch = ReadingBatch.of([reg.sensor_index(s) for s in values], [ts_ns] * len(values),
-                                list(values.values()))
-        asyncio.run_coroutine_threadsafe(self.gw.intake.submit(batch), self.loop).result(5)
-
-    def submit_series(self, sensor_id: str, ts_ns: list[int], values: list[float]) -> None:
-        idx = self.gw.registry.sensor_index(sensor_id)
-        batch = ReadingBatch.of([idx] * len(values), ts_ns, values)
-        asyncio.run_coroutine_threadsafe(self.gw.intake.submit(batch), self.loop).result(5)
-
-    def raise_alarm(self, sensor_id: str, value: float = 30.0) -> dict[str, Any]:
-        """Push a sensor over its limit; the alarm as the book holds it once raised."""
-        before = self.gw.book.last_event_id()
-        self.submit({sensor_id: value})
-        def raised() -> list:
-            return [e for e in self.gw.book.events_since(before, None) if e.alarm.sensor_id == sensor_id]
-
-        ev = wait_until(raised, what=f"an alarm event of {sensor_id}")
-        return ev[-1].alarm.to_dict()
-
-    def token(self, username: str, password: str | None = None) -> str:
-        form = {"username": username, "password": password or username}
-        r = httpx.post(f"{self.base}/auth/token", data=form)
-        assert r.status_code == 200, r.text
-        return r.json()["access_token"]
-
-    def client(self, username: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token(username)}"},
-                            timeout=10)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+from tests.helpers import wait_for
+from tests.server import G1, G2, ApiServer
 
 
 def test_password_hash_roundtrip():
@@ -311,7 +147,7 @@ def test_readings_raw_and_aggregated(server: ApiServer):
     t0_ms = (time.time_ns() // 1_000_000 - 600_000) // 10_000 * 10_000  # 10 min ago, on a 10 s boundary
     server.submit_series(sid, [(t0_ms + i * 1000) * 1_000_000 for i in range(60)],
                          [float(i) for i in range(60)])
-    wait_until(lambda: server.gw.store.count(sid) == 60, what="60 stored readings")
+    wait_for(lambda: server.gw.store.count(sid) == 60, what="60 stored readings")
     with server.client("fire") as c:
         raw = c.get(f"/sensors/{sid}/readings", params={"start": t0_ms, "end": t0_ms + 59_000}).json()
         assert (raw["sensor_id"], raw["unit"], raw["truncated"]) == (sid, "°C", False)
@@ -340,7 +176,7 @@ def test_latest_values_and_states(server: ApiServer):
                       "state": "no_data"}
         ts_ns = time.time_ns()
         server.submit({"hengyuan/gas/t1": 65.0, "hengyuan/gas/ch4": 3.0}, ts_ns=ts_ns)
-        wait_until(lambda: server.gw.evaluated >= 2, what="the readings evaluated")
+        wait_for(lambda: server.gw.evaluated >= 2, what="the readings evaluated")
         rows = {r["sensor_id"]: r for r in zhang.get("/sensors/latest", params={"grid": G1}).json()}
         assert rows["hengyuan/gas/t1"] == {"sensor_id": "hengyuan/gas/t1", "value": 65.0,
                                            "ts": ts_ns // 1_000_000, "unit": "°C", "state": "high"}
@@ -352,7 +188,7 @@ def test_latest_values_and_states(server: ApiServer):
 
 def test_health_metrics_and_console(server: ApiServer):
     server.submit({"far/gas/ch4": 1.0})
-    wait_until(lambda: server.gw.evaluated >= 1, what="a reading evaluated")
+    wait_for(lambda: server.gw.evaluated >= 1, what="a reading evaluated")
     r = httpx.get(f"{server.base}/healthz")
     assert r.status_code == 200 and r.json()["gateway"] == "test-gw"
     r = httpx.get(f"{server.base}/metrics")

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from api.server import serve_api
 from gateway.batch import Quality, ReadingBatch
 from gateway.root.runtime import Gateway
-from tests.helpers import CH4, district, mqtt_device
+from tests.helpers import CH4, district, mqtt_device, until
 from tests.influx_peer import InfluxD
 from tests.peers import free_port
 
@@ -38,9 +38,7 @@ def test_readings_endpoint_reads_influxdb(tmp_path: Path, influxd: InfluxD) -> N
         values = [5.0, 6.0, 7.0, 8.0, 0.0, 9.0]
         quality = [Quality.GOOD] * 4 + [Quality.FAULT, Quality.GOOD]
         await gw.intake.submit(ReadingBatch.of([0] * 6, [t0 + i * S for i in range(6)], values, quality))
-        deadline = time.monotonic() + 15
-        while min(d.written for d in gw.storage.drainers.values()) < 6 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: min(d.written for d in gw.storage.drainers.values()) >= 6, 15, "both sinks written")
         # SQLite is emptied, so what the API answers can only have come from InfluxDB
         gw.store.delete_before(time.time_ns())
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as http:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.api.test_api import ApiServer, wait_until
+from tests.helpers import wait_for
 from tests.peers import need_binary
+from tests.server import ApiServer
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,16 +30,8 @@ def console_page(srv: ApiServer) -> Iterator[Page]:
             browser.close()
 
 
-@pytest.fixture
-def console_server(tmp_path: Path) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path / "gw")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: Path) -> None:
-    srv = console_server
+def test_console_shows_live_alarm_and_acks(server: ApiServer, tmp_path: Path) -> None:
+    srv = server
     with console_page(srv) as page:
         page.fill("input[name=username]", "zhang")
         page.fill("input[name=password]", "wrong")
@@ -70,7 +62,7 @@ def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: 
         expect(page.locator("#alarms tr").first).to_contain_text("closed")
         page.screenshot(path=str(tmp_path / "console.png"))
         assert answers == []
-    acked = wait_until(lambda: srv.gw.book.get(alarm["id"]).acked_by == "zhang", what="the ack")
+    acked = wait_for(lambda: srv.gw.book.get(alarm["id"]).acked_by == "zhang", what="the ack")
     assert acked
     a = srv.gw.book.get(alarm["id"])
     assert (a.ack_note, a.department, a.case, a.closed_by) == ("going to site", "fire", "closed", "zhang")
@@ -78,8 +70,8 @@ def test_console_shows_live_alarm_and_acks(console_server: ApiServer, tmp_path: 
     assert ("dispatched", "please inspect the valve") in notes and ("closed", "verified on site") in notes
 
 
-def test_a_department_reports_back_from_the_console(console_server: ApiServer) -> None:
-    srv = console_server
+def test_a_department_reports_back_from_the_console(server: ApiServer) -> None:
+    srv = server
     alarm = srv.raise_alarm("hengyuan/gas/ch4", 30.0)
     now = srv.gw.clock.now_ns() // 1_000_000
     srv.gw.book.dispatch(alarm["id"], "zhang", "fire", "check the sprinklers", now)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +13,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from api.scope import scope_of
-from tests.api.test_api import ApiServer, wait_until
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ApiServer]:
-    srv = ApiServer(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+from tests.helpers import wait_for
+from tests.server import ApiServer
 
 
 def open_stream(server: ApiServer, user: str, last_event_id: int | None = None,
@@ -87,7 +78,7 @@ def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(server: ApiSe
     server.raise_alarm("shimen/gas/ch4")  # out of scope
     server.raise_alarm("hengyuan/gas/ch4c")
     server.submit({"hengyuan/gas/ch4c": 60.0})  # rose
-    missed = wait_until(lambda: len(ids := scoped_ids(server, "zhang", seen)) == 3 and ids,
+    missed = wait_for(lambda: len(ids := scoped_ids(server, "zhang", seen)) == 3 and ids,
                         what="the three events in scope")
     with open_stream(server, "zhang", last_event_id=seen) as ws:
         replayed = [recv_event(ws) for _ in missed]
@@ -119,7 +110,7 @@ def test_resuming_under_load_has_no_gap_and_no_duplicate(server: ApiServer):
                 while not received or received[-1] <= head + 20:
                     received.append(recv_event(ws)["id"])
             if cycle % 3 == 1:  # miss more than a replay page, so live events arrive mid-replay
-                wait_until(lambda: len(scoped_ids(server, "zhang", received[-1])) > 600, what="600 missed")
+                wait_for(lambda: len(scoped_ids(server, "zhang", received[-1])) > 600, what="600 missed")
             ws = open_stream(server, "zhang", last_event_id=received[-1])
             head = server.gw.book.last_event_id()
     finally:
@@ -161,6 +152,6 @@ def test_token_by_query_or_header_and_bad_auth_refused(server: ApiServer):
 
 def test_stopping_the_server_closes_streams(server: ApiServer):
     with open_stream(server, "zhang") as ws:
-        wait_until(lambda: server.gw.hub.subscribers == 1, what="the subscription")
+        wait_for(lambda: server.gw.hub.subscribers == 1, what="the subscription")
         server.stop()
         assert close_code(ws) == 1012

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +26,7 @@ from simulators.devices import (
 )
 from simulators.modbus_farm import ModbusFarm
 from simulators.scenarios import Scenario
+from tests.helpers import until
 from tests.peers import free_port
 
 INT_RANGE = {"int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1), "int32": (-(2**31), 2**31 - 1),
@@ -64,14 +65,6 @@ class Run:
     def statuses_of(self, device_id: str) -> list[tuple[float, DeviceStatus]]:
         index = self.registry.device(*device_id.split("/")).index
         return [(t, s) for t, s in self.statuses if s.device_index == index]
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -114,8 +107,8 @@ def test_every_dtype_and_order_decoded_as_served():
     async def main() -> None:
         t0 = time.time_ns()
         async with running(cfg, default=scenario, time_base=lambda: 0.0) as run:
-            await wait_until(lambda: all(len(run.device_batches(d)) >= 2 for d in ("acme/cov", "acme/gas")),
-                             10, "two polls of each device")
+            await until(lambda: all(len(run.device_batches(d)) >= 2 for d in ("acme/cov", "acme/gas")), 10,
+                        "two polls of each device")
             health = run.collector.health()
         assert len(run.collector.pollers["acme/cov"].requests) == 5  # holding x2, input, coil, discrete
         for device_id in ("acme/cov", "acme/gas"):
@@ -151,7 +144,7 @@ def test_non_finite_values_are_dropped_and_counted():
             device = run.farm.device("acme/gas")
             device.update(0.0)  # with the time base standing still, the image is not re-encoded
             device.setValues(3, 0, [0x7FC0, 0x0000])  # ch4: float32 NaN
-            await wait_until(lambda: len(run.batches) >= 2, 10, "two polls")
+            await until(lambda: len(run.batches) >= 2, 10, "two polls")
         ch4 = run.registry.sensor_index("acme/gas/ch4")
         for batch in run.batches:
             assert ch4 not in batch.sensor.tolist() and len(batch) == 2
@@ -171,14 +164,14 @@ def test_exception_response_from_one_device_leaves_the_other_flowing():
         async with running(cfg) as run:
             run.farm.set_exception("acme/bad")  # every request answered with "illegal data address"
             bad = run.collector.pollers["acme/bad"]
-            await wait_until(lambda: bad.failures >= 4 and len(run.device_batches("acme/good")) >= 4, 10,
-                             "failures of one device, readings of the other")
+            await until(lambda: bad.failures >= 4 and len(run.device_batches("acme/good")) >= 4, 10,
+                        "failures of one device, readings of the other")
             assert run.device_batches("acme/bad") == []
             assert "exception response, code 2" in bad.last_error and bad.online is None
             good = run.collector.health()["acme/good"]
             assert good["failures"] == 0 and good["online"] is True
             run.farm.set_exception("acme/bad", None)
-            await wait_until(lambda: len(run.device_batches("acme/bad")) >= 1, 10, "readings after the fix")
+            await until(lambda: len(run.device_batches("acme/bad")) >= 1, 10, "readings after the fix")
             assert bad.online is True and bad.reconnects == 0  # an exception response keeps the connection
         assert run.statuses == []  # far shorter than the offline threshold
 
@@ -199,7 +192,7 @@ def test_dropout_gives_one_offline_then_one_online():
     async def main() -> None:
         # a short backoff cap, so that the refused device is back soon after the window ends
         async with running(cfg, {"acme/alone": dropout, "acme/silent": dropout}, backoff=(0.2, 1.0)) as run:
-            await wait_until(lambda: len(run.statuses) >= 4, 15, "offline and online of both devices")
+            await until(lambda: len(run.statuses) >= 4, 15, "offline and online of both devices")
             await asyncio.sleep(0.6)  # a few more polls: no further status may follow
             for device_id in ("acme/alone", "acme/silent"):
                 (t_off, off), (t_on, on) = run.statuses_of(device_id)
@@ -233,7 +226,7 @@ def test_poll_overrunning_its_interval_skips_ticks():
         async with running(cfg) as run:
             run.farm.set_delay("acme/slow", 0.15)  # 3 requests x 0.15 s > the 0.3 s interval
             slow = run.collector.pollers["acme/slow"]
-            await wait_until(lambda: slow.skipped_ticks >= 3, 10, "skipped ticks")
+            await until(lambda: slow.skipped_ticks >= 3, 10, "skipped ticks")
             health = run.collector.health()
         assert health["acme/slow"]["failures"] == 0 and health["acme/slow"]["polls"] >= 3
         assert health["acme/quick"]["skipped_ticks"] == 0

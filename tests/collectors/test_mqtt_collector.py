@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import orjson
 import paho.mqtt.client as paho
@@ -18,6 +17,7 @@ from gateway.ingest.intake import Intake
 from gateway.registry import Registry
 from simulators.mqtt_fleet import FleetDevice, MqttFleet
 from simulators.scenarios import Scenario
+from tests.helpers import until
 
 PREFIX = "gridgate/v1"
 TS = 1_700_000_000_000  # epoch ms
@@ -69,14 +69,6 @@ class Peer:
         self.client.loop_stop()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 async def take(intake: Intake, n: int, timeout: float = 10.0) -> list[tuple[int, int, float, int]]:
     """The next ``n`` readings from the intake, as (sensor, ts, value, quality)."""
     out: list[tuple[int, int, float, int]] = []
@@ -103,7 +95,7 @@ class Running:
 
     async def __aenter__(self) -> Running:
         self.task = asyncio.create_task(self.collector.run())
-        await until(lambda: self.collector.subscribed)
+        await until(lambda: self.collector.subscribed, 10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -226,7 +218,7 @@ def test_status_reaches_the_intake_and_retained_telemetry_is_refused(mosquitto):
             peer.publish("acme/gas/status", b"offline\n")
             s = await asyncio.wait_for(gw.intake.statuses.get(), 5)
             assert (s.device_index, s.online) == (dev, False) and s.ts > 0
-            await until(lambda: "mqtt:retained" in gw.intake.rejects.snapshot())
+            await until(lambda: "mqtt:retained" in gw.intake.rejects.snapshot(), 10)
             assert gw.intake.readings.empty()
         peer.close()
 
@@ -258,7 +250,7 @@ def test_messages_not_accepted_by_the_intake_are_redelivered(mosquitto):
             for i in range(n):
                 peer.client.publish(f"{PREFIX}/acme/tank/telemetry",
                                     orjson.dumps({"ts": TS + i, "values": {"t1": float(i)}}), qos=1)
-            await until(lambda: stuck.readings.full() and gw.collector.messages >= 10)
+            await until(lambda: stuck.readings.full() and gw.collector.messages >= 10, 10)
         accepted = await take(stuck, 1)
         async with Running(mosquitto.url, client_id="gw-stuck") as gw:
             rest = await take(gw.intake, n - len(accepted))
@@ -276,7 +268,7 @@ def test_collector_survives_a_broker_restart(mosquitto):
         async with Running(mosquitto.url, backoff=(0.2, 2.0)) as gw:
             t1 = gw.sensor("acme/tank/t1")
             await asyncio.to_thread(mosquitto.restart)
-            await until(lambda: gw.collector.health()["reconnects"] >= 1 and gw.collector.subscribed)
+            await until(lambda: gw.collector.health()["reconnects"] >= 1 and gw.collector.subscribed, 10)
             assert gw.collector.health()["last_error"].startswith(("connection lost", "cannot connect"))
             peer = Peer(mosquitto.url)
             peer.publish("acme/tank/telemetry", {"ts": TS, "values": {"t1": 5.0}})
@@ -295,7 +287,7 @@ def test_backpressure_blocks_without_losing(mosquitto):
                 peer.client.publish(f"{PREFIX}/acme/tank/telemetry",
                                     orjson.dumps({"ts": TS + i, "values": {"t1": float(i)}}), qos=1)
             peer.publish("acme/gas/status", b"online")
-            await until(lambda: gw.intake.readings.full())
+            await until(lambda: gw.intake.readings.full(), 10)
             seen = gw.collector.messages
             await asyncio.sleep(0.3)  # nobody reads the intake: the collector must stand still
             assert gw.collector.messages - seen <= 20 and gw.collector.messages < n
@@ -342,7 +334,7 @@ def test_fleet_ticks_on_its_own_and_dropout_is_silent(mosquitto):
         device = FleetDevice("acme", "gas", (("o2", "oxygen"),))
         async with Running(mosquitto.url) as gw:
             async with MqttFleet(mosquitto.url, PREFIX, [device], {"acme/gas": drop}, interval=0.05) as fleet:
-                await until(lambda: fleet.published >= 3)
+                await until(lambda: fleet.published >= 3, 10)
                 await asyncio.sleep(0.5)  # well inside the dropout window
                 assert fleet.published <= 6
             got = await take(gw.intake, fleet.published)

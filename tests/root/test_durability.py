@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers import wait_for
 from tests.influx_peer import InfluxD
 from tests.peers import Mosquitto, free_port
 
@@ -119,19 +120,6 @@ protocol = "mqtt"
 """
 
 
-def wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
 class Gateway:
     """``gridgate run -c FILE`` as a subprocess, with its API and its SQLite files."""
 
@@ -152,9 +140,9 @@ class Gateway:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway.root.cli", "run", "-c", str(self.cfg)],
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        self.token = wait_for("the gateway's API and login", self._login, 30)
+        self.token = wait_for(self._login, 30, "the gateway's API and login")
         # The broker must know the gateway's persistent session before anything is published.
-        wait_for("the MQTT collector's subscription", lambda: self.health()["collectors"]["mqtt"]["subscribed"], 20)
+        wait_for(lambda: self.health()["collectors"]["mqtt"]["subscribed"], 20, "the MQTT collector's subscription")
 
     def _login(self) -> str | None:
         assert self.proc is not None and self.proc.poll() is None, f"gridgate run exited; see {self.log}"
@@ -358,7 +346,7 @@ class Publisher:
         assert self.acked == self.n
 
     def wait_acked(self, count: int, timeout: float) -> None:
-        wait_for(f"{count} messages acknowledged", lambda: self.acked >= count or self.done.is_set(), timeout)
+        wait_for(lambda: self.acked >= count or self.done.is_set(), timeout, f"{count} messages acknowledged")
         assert self.error is None, f"publisher failed: {self.error!r}"
 
     def close(self) -> None:
@@ -401,14 +389,14 @@ def publishers() -> Iterator[Callable[..., Publisher]]:
 
 def settle(gw: Gateway, influxd: InfluxD, n_sqlite: int, n_influx: int, timeout: float) -> None:
     """Wait until both stores hold their expected counts and no sink has a backlog."""
-    wait_for(f"{n_sqlite} readings in SQLite", lambda: gw.sqlite_count() >= n_sqlite, timeout)
-    wait_for(f"{n_influx} points in InfluxDB", lambda: influx_total(influxd) >= n_influx, timeout, interval=0.5)
+    wait_for(lambda: gw.sqlite_count() >= n_sqlite, timeout, f"{n_sqlite} readings in SQLite")
+    wait_for(lambda: influx_total(influxd) >= n_influx, timeout, f"{n_influx} points in InfluxDB", interval=0.5)
 
     def drained() -> bool:
         sinks = gw.health()["storage"]["sinks"]
         return all(s["state"] == "ok" and s["backlog_readings"] == 0 for s in sinks.values())
 
-    wait_for("every sink ok with no backlog", drained, timeout)
+    wait_for(drained, timeout, "every sink ok with no backlog")
 
 
 def check_all_once(gw: Gateway, influxd: InfluxD, pub: Publisher) -> None:
@@ -430,14 +418,13 @@ def test_influxdb_killed_for_20s_and_restarted(rig: Callable[..., Gateway], mosq
     pub = publishers(mosquitto.port, n=10_500, rate=300)  # 35 s of stream, 105,000 readings
     pub.start()
     pub.wait_acked(1500, 30)
-    wait_for("points in InfluxDB before the kill", lambda: influx_total(influxd) > 0, 10)
+    wait_for(lambda: influx_total(influxd) > 0, 10, "points in InfluxDB before the kill")
 
     influxd.kill()
     killed_at = time.monotonic()
     sqlite_at_kill, acked_at_kill = gw.sqlite_count(), pub.readings
-    failing = wait_for("the influxdb sink failing with a backlog",
-                       lambda: (s := gw.sink("influxdb"))["state"] == "failing" and s["backlog_readings"] > 0 and s,
-                       15)
+    failing = wait_for(lambda: (s := gw.sink("influxdb"))["state"] == "failing" and s["backlog_readings"] > 0 and s,
+                       15, "the influxdb sink failing with a backlog")
     assert failing["last_error"] and failing["failures"] >= 1
     assert gw.sink("sqlite")["state"] == "ok"
     time.sleep(max(0.0, 20 - (time.monotonic() - killed_at)))  # the outage lasts its 20 s
@@ -470,8 +457,7 @@ def test_gateway_sigkilled_and_restarted(rig: Callable[..., Gateway], mosquitto:
     pub = publishers(mosquitto.port, n=9_000, rate=300)  # 30 s of stream, 90,000 readings
     pub.start()
     pub.wait_acked(2400, 30)
-    wait_for("readings in both stores before the kill",
-             lambda: gw.sqlite_count() > 0 and influx_total(influxd) > 0, 10)
+    wait_for(lambda: gw.sqlite_count() > 0 and influx_total(influxd) > 0, 10, "readings in both stores before the kill")
 
     gw.kill()
     acked_at_kill = pub.acked
@@ -498,8 +484,8 @@ def test_mqtt_broker_restarted(rig: Callable[..., Gateway], mosquitto: Mosquitto
 
     mosquitto.restart()  # SIGTERM (it saves its persistence file), then a start on the same port
     assert (mosquitto.folder / "mosquitto.db").exists(), "Mosquitto did not save its sessions"
-    wait_for("the collector reconnected and subscribed",
-             lambda: (m := gw.health()["collectors"]["mqtt"])["reconnects"] >= 1 and m["subscribed"], 20)
+    wait_for(lambda: (m := gw.health()["collectors"]["mqtt"])["reconnects"] >= 1 and m["subscribed"], 20,
+             "the collector reconnected and subscribed")
     assert "(session present: True)" in gw.log.read_text(), "the broker forgot the gateway's session"
 
     pub.join(60)
@@ -523,12 +509,12 @@ def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto,
     # 7,000 messages at 400/s: 70,000 readings, about 1.47 MB in the outbox (21 bytes each) against 1 MB
     pub = publishers(mosquitto.port, n=7_000, rate=400)
     pub.start()
-    wait_for("the outbox dropping", lambda: gw.health()["storage"]["outbox"]["dropped_readings"] > 0, 40)
+    wait_for(lambda: gw.health()["storage"]["outbox"]["dropped_readings"] > 0, 40, "the outbox dropping")
     pub.join(40)
     n = pub.n * len(POINTS)
     # SQLite confirms within a fraction of a second, long before a batch becomes the oldest: it lost nothing
-    wait_for(f"{n} readings in SQLite", lambda: gw.sqlite_count() >= n, 20)
-    wait_for("the sqlite sink drained", lambda: gw.sink("sqlite")["backlog_readings"] == 0, 20)
+    wait_for(lambda: gw.sqlite_count() >= n, 20, f"{n} readings in SQLite")
+    wait_for(lambda: gw.sink("sqlite")["backlog_readings"] == 0, 20, "the sqlite sink drained")
 
     outbox = gw.health()["storage"]["outbox"]
     dropped = outbox["dropped_readings"]
@@ -547,7 +533,7 @@ def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto,
         return [a for a in gw.get("/alarms").json() if a["kind"] == "system" and a["level"] == "data_loss"]
 
     # the alarm is raised at the first drop and its count brought up to date within a second
-    wait_for("the data_loss alarm counting every drop", lambda: [a["value"] for a in loss_alarms()] == [dropped], 10)
+    wait_for(lambda: [a["value"] for a in loss_alarms()] == [dropped], 10, "the data_loss alarm counting every drop")
     alarms = loss_alarms()
     assert len(alarms) == 1, alarms
     alarm = alarms[0]
@@ -576,7 +562,6 @@ def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto,
     health = gw.health()["storage"]["outbox"]
     assert health["dropped_readings"] == dropped and health["readings"] == 0 and health["losing"] is False
     # back under the quota: the data_loss alarm returned to normal (still to be acknowledged)
-    alarm = wait_for("the data_loss alarm cleared",
-                     lambda: next(a for a in gw.get("/alarms").json() if a["id"] == alarm["id"])["state"]
-                     == "rtn_unacknowledged", 10)
+    alarm = wait_for(lambda: next(a for a in gw.get("/alarms").json() if a["id"] == alarm["id"])["state"]
+                     == "rtn_unacknowledged", 10, "the data_loss alarm cleared")
     gw.stop()

@@ -22,7 +22,7 @@ from gateway.storage.sqlite_store import SqliteStore
 from simulators.devices import gas_detector_points, modbus_device
 from simulators.modbus_farm import ModbusFarm
 from simulators.scenarios import Scenario
-from tests.helpers import district, mqtt_device
+from tests.helpers import district, mqtt_device, until
 from tests.peers import Mosquitto, free_port
 
 
@@ -53,14 +53,6 @@ class Listener:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-async def until(cond, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_gateway_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:

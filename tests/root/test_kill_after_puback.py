@@ -13,10 +13,11 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.alerts.test_webhook import Receiver
+from tests.helpers import wait_for
 from tests.influx_peer import InfluxD
 from tests.peers import Mosquitto
-from tests.root.test_durability import DB, ENT, TOPIC, Gateway, wait_for
+from tests.receiver import Receiver
+from tests.root.test_durability import DB, ENT, TOPIC, Gateway
 
 DELAYS_MS = (0, 2, 10, 50, 200)
 GAS = "gas-ctrl"
@@ -61,17 +62,17 @@ def test_an_acknowledged_gas_reading_alarms_whenever_the_gateway_dies(tmp_path: 
             time.sleep(delay / 1000)
             gw.kill()
             gw.start()
-            wait_for(f"the detector to catch up after the kill at {delay} ms",
-                     lambda: gw.health()["evaluation"]["behind_batches"] == 0, 30)
+            wait_for(lambda: gw.health()["evaluation"]["behind_batches"] == 0, 30,
+                     f"the detector to catch up after the kill at {delay} ms")
             alarms = gw.get("/alarms", sensor=f"{ENT}/{GAS}/ch{n}", limit=10).json()
             assert [(a["level"], a["peak"]) for a in alarms] == [("high_high", 80.0)], (delay, alarms)
             history = gw.get(f"/alarms/{alarms[0]['id']}").json()["history"]
             assert [e["type"] for e in history] == ["raised"], (delay, history)
             sensor = f"{ENT}/{GAS}/ch{n}"
-            wait_for(f"the officer's MQTT push after the kill at {delay} ms",
-                     lambda sensor=sensor: any(e["alarm"]["sensor_id"] == sensor for e in pushed), 20)
-            wait_for(f"the webhook after the kill at {delay} ms",
-                     lambda sensor=sensor: any(r.json["alarm"]["sensor_id"] == sensor for r in rx.got), 20)
+            wait_for(lambda sensor=sensor: any(e["alarm"]["sensor_id"] == sensor for e in pushed), 20,
+                     f"the officer's MQTT push after the kill at {delay} ms")
+            wait_for(lambda sensor=sensor: any(r.json["alarm"]["sensor_id"] == sensor for r in rx.got), 20,
+                     f"the webhook after the kill at {delay} ms")
             # pushed at least once; a second copy only with the same event id
             assert {e["id"] for e in pushed if e["alarm"]["sensor_id"] == sensor} == {history[0]["id"]}
             assert {r.json["id"] for r in rx.got if r.json["alarm"]["sensor_id"] == sensor} == {history[0]["id"]}

@@ -17,9 +17,9 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.api.test_api import ApiServer, _fast, wait_until
-from tests.helpers import CH4
+from tests.helpers import CH4, wait_for
 from tests.peers import Mosquitto
+from tests.server import FAST_HASHER, ApiServer
 
 GRID = "43090300100201"
 STEP_S = 3.0  # the high-high escalation timeout of this test
@@ -32,7 +32,7 @@ def config(mqtt_url: str) -> dict[str, Any]:
         "gateway": {"id": "scenario"},
         "mqtt": {"url": mqtt_url, "client_id": "gw-scenario"},
         "alarms": {"escalate_after": {"high_high": STEP_S, "high": 60, "other": 60}},
-        "users": [{"username": n, "password_hash": _fast.hash(n), "role": r, **acts}
+        "users": [{"username": n, "password_hash": FAST_HASHER.hash(n), "role": r, **acts}
                   for n, (r, acts) in logins.items()],
         "departments": [{"id": "yjj", "name": "应急管理局"}, {"id": "fire", "name": "消防"}],
         "officers": [{"id": "o1", "name": "网格员"}, {"id": "resp", "name": "网格长"}],
@@ -80,23 +80,23 @@ def test_leak_escalates_is_dispatched_reported_back_and_closed(tmp_path: Path, m
     pub.connect("127.0.0.1", mosquitto.port)
     pub.loop_start()
     try:
-        wait_until(lambda: srv.gw.collectors["mqtt"].health().get("subscribed"), 10, "the MQTT collector")
-        wait_until(lambda: srv.gw.notifiers["mqtt"].connected, 10, "the MQTT notifier")
+        wait_for(lambda: srv.gw.collectors["mqtt"].health().get("subscribed"), 10, "the MQTT collector")
+        wait_for(lambda: srv.gw.notifiers["mqtt"].connected, 10, "the MQTT notifier")
 
         def reading(value: float) -> None:
             payload = {"ts": time.time_ns() // 1_000_000, "values": {"ch4": value}}
             pub.publish("gridgate/v1/hengyuan/gas/telemetry", orjson.dumps(payload), qos=1).wait_for_publish(5)
 
         reading(62.0)  # the leak: over 50 %LEL, high-high at once
-        alarm = wait_until(lambda: srv.gw.book.list_alarms(None, state="unacknowledged"), 10, "the alarm")[0]
+        alarm = wait_for(lambda: srv.gw.book.list_alarms(None, state="unacknowledged"), 10, "the alarm")[0]
         assert (alarm.level, alarm.sensor_id) == ("high_high", "hengyuan/gas/ch4")
         raised_at = alarm.raised_at
-        first = wait_until(lambda: topics.on("officers/o1"), 5, "the officer's notification")
+        first = wait_for(lambda: topics.on("officers/o1"), 5, "the officer's notification")
         assert first[0][1]["type"] == "raised"
 
         # nobody acknowledges: the grid's responsible person after 3 s, the lead department after 6 s
-        resp = wait_until(lambda: topics.on("officers/resp"), 10, "escalation to the responsible person")
-        dept = wait_until(lambda: topics.on("departments/yjj"), 10, "escalation to the lead department")
+        resp = wait_for(lambda: topics.on("officers/resp"), 10, "escalation to the responsible person")
+        dept = wait_for(lambda: topics.on("departments/yjj"), 10, "escalation to the lead department")
         steps = [e for e in srv.gw.book.history(alarm.id) if e.type == "escalated"]
         assert [e.recipients for e in steps] == [("resp",), ("department:yjj",)]
         # on time: never early, and late by at most the escalator's 1 s tick (plus scheduling slack)
@@ -113,7 +113,7 @@ def test_leak_escalates_is_dispatched_reported_back_and_closed(tmp_path: Path, m
                         json={"department": "yjj", "note": "请应急局带队现场处置，关闭进料阀"})
             assert r.status_code == 200, r.text
             assert [e["type"] for e in r.json()["events"]] == ["acknowledged", "dispatched"]
-            wait_until(lambda: any(m["type"] == "dispatched" for _, m in topics.on("departments/yjj")), 5,
+            wait_for(lambda: any(m["type"] == "dispatched" for _, m in topics.on("departments/yjj")), 5,
                        "the dispatch on the department's topic")
             # the department sees its case; another department may not report back on it
             assert [a["id"] for a in yjj.get("/alarms", params={"case": "dispatched"}).json()] == [alarm.id]
@@ -125,7 +125,7 @@ def test_leak_escalates_is_dispatched_reported_back_and_closed(tmp_path: Path, m
             r = o1.post(f"/alarms/{alarm.id}/close", json={"note": "checked"})
             assert r.status_code == 409 and "acknowledged" in r.json()["detail"]
             reading(3.0)  # the leak is over
-            wait_until(lambda: srv.gw.book.get(alarm.id).state == "normal", 10, "the alarm back to normal")
+            wait_for(lambda: srv.gw.book.get(alarm.id).state == "normal", 10, "the alarm back to normal")
             r = o1.post(f"/alarms/{alarm.id}/close", json={"note": "现场复核：浓度正常，结案"})
             assert r.status_code == 200, r.text
             detail = o1.get(f"/alarms/{alarm.id}").json()
@@ -142,7 +142,7 @@ def test_leak_escalates_is_dispatched_reported_back_and_closed(tmp_path: Path, m
 
         # the same leak again after the close: a new alarm, linked to the closed one
         reading(30.0)
-        again = wait_until(lambda: [a for a in srv.gw.book.list_alarms(None, state="unacknowledged")
+        again = wait_for(lambda: [a for a in srv.gw.book.list_alarms(None, state="unacknowledged")
                                     if a.id != alarm.id], 10, "a new alarm")[0]
         assert again.linked_to == alarm.id and again.case == "open"
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts.model import Within
+from alerts.scope import EVERYTHING
 from alerts.stats import Period, alarm_stats, login_officers, officer_stats
 from gateway.batch import ReadingBatch
 from gateway.config import parse_config
@@ -90,9 +90,9 @@ async def _run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     logins = login_officers(gw.config.users)
     q0 = time.perf_counter()
     officers = officer_stats(gw.book, [o.id for o in gw.config.officers], logins, gw.config.alarms.escalate_after,
-                             Within(None), period)
+                             EVERYTHING, period)
     q1 = time.perf_counter()
-    grids = alarm_stats(gw.book, [g.id for g in gw.config.grids], Within(None), period)
+    grids = alarm_stats(gw.book, [g.id for g in gw.config.grids], EVERYTHING, period)
     q2 = time.perf_counter()
     events_total = gw.book.last_event_id()
     health = gw.health()["alarms"]
