@@ -95,23 +95,22 @@ class AlarmService:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    def tasks(self, statuses: asyncio.Queue[DeviceStatus]) -> dict[str, Coroutine[Any, Any, None]]:
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The coroutines the runtime runs, by task name."""
         tasks: dict[str, Coroutine[Any, Any, None]] = {
             f"notifier-{name}": n.run() for name, n in self.notifiers.items()}
         tasks["evaluation"] = self.evaluation.run()
-        tasks["device-status"] = self.follow_statuses(statuses)
         tasks["stale-watch"] = self.watch_stale()
         tasks["alarm-clock"] = self.keep_time()
         return tasks
 
-    async def follow_statuses(self, statuses: asyncio.Queue[DeviceStatus]) -> None:
-        """A device going offline or coming back, as the collectors see it: its communication alarm."""
-        while True:
-            st = await statuses.get()
-            device = self.registry.devices[st.device_index]
-            reason = st.reason or ("back online" if st.online else "device offline")
-            self.dispatch(self.book.communication(device, st.online, st.ts, "offline", reason))
+    async def record_status(self, status: DeviceStatus) -> None:
+        """A device going offline or coming back, as a collector saw it: its communication alarm,
+        committed to the book before this returns (the intake's durable step for a status; the MQTT
+        collector acknowledges the status message after it)."""
+        device = self.registry.devices[status.device_index]
+        reason = status.reason or ("back online" if status.online else "device offline")
+        self.dispatch(self.book.communication(device, status.online, status.ts, "offline", reason))
 
     async def watch_stale(self, period: float = 1.0) -> None:
         """Every second: devices whose data stopped for longer than their ``stale_after``, and back."""

@@ -154,18 +154,23 @@ class Intake:
 
     With ``accept`` (the outbox commit) a batch is done once it is durable: every consumer reads it
     back from the outbox. Without it (a collector on its own, in tests and benches) accepted batches
-    wait in ``readings`` for whoever reads them.
+    wait in ``readings`` for whoever reads them. A device's status goes the same way: with
+    ``accept_status`` (the alarm book recording the device's communication alarm) it is done once
+    recorded, so an MQTT ``offline`` is acknowledged only when its alarm is durable; without it,
+    statuses wait in ``statuses``.
     """
 
     def __init__(self, maxsize: int = 256,
                  accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
                  loop: LoopConversion | None = None, ranges: RangeCheck | None = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None,
+                 accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None) -> None:
         self.readings: asyncio.Queue[ReadingBatch] = asyncio.Queue(maxsize)
         self.accept = accept  # the durable step (the outbox): a batch counts as accepted after it
         self.loop = loop  # 4-20 mA points: converted before the durable step
         self.ranges = ranges  # measuring ranges: marked before the durable step
         self.registry = registry  # to name a sensor in a rejection
+        self.accept_status = accept_status  # the durable step of a device status (the alarm book)
         self.statuses: asyncio.Queue[DeviceStatus] = asyncio.Queue(4096)
         self.rejects = RejectCounter()
         self.submitted = 0
@@ -173,10 +178,11 @@ class Intake:
 
     @classmethod
     def for_registry(cls, registry: Registry, accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
-                     maxsize: int = 256) -> Intake:
+                     maxsize: int = 256,
+                     accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None) -> Intake:
         """An intake that converts and range-checks every point of ``registry``."""
         return cls(maxsize, accept, LoopConversion.from_registry(registry), RangeCheck.from_registry(registry),
-                   registry)
+                   registry, accept_status)
 
     def settle(self, batch: ReadingBatch) -> ReadingBatch:
         """The batch as it is committed: loop current converted, readings outside their range FAULT."""
@@ -211,4 +217,9 @@ class Intake:
             self.submitted += len(batch)
 
     async def device_status(self, status: DeviceStatus) -> None:
-        await self.statuses.put(status)
+        """Hand over a device going offline or coming back; returns once it is recorded (with
+        ``accept_status``) or queued."""
+        if self.accept_status is not None:
+            await self.accept_status(status)
+        else:
+            await self.statuses.put(status)

@@ -43,9 +43,10 @@ class Gateway:
         self.registry = Registry(cfg)
         self.storage = Storage(cfg, self.registry, self.data_dir, self._data_lost, self._data_flowing)
         self.store = self.storage.store
-        self.intake = Intake.for_registry(self.registry, accept=self.storage.accept)
         self.alarms = AlarmService(cfg, self.registry, self.data_dir / "alarms.db", self.storage.outbox,
                                    self.storage.executor, self.clock, troubles=self.storage.troubles)
+        self.intake = Intake.for_registry(self.registry, accept=self.storage.accept,
+                                          accept_status=self.alarms.record_status)
         self.storage.on_commit.append(self.alarms.evaluation.wakeup)
         # The parts the API and the tests reach for, named once here.
         self.book = self.alarms.book
@@ -89,7 +90,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.storage.run(), name="storage")
-                for name, coro in self.alarms.tasks(self.intake.statuses).items():
+                for name, coro in self.alarms.tasks().items():
                     tg.create_task(coro, name=name)
                 self._collector_tasks = [tg.create_task(c.run(), name=f"collector-{name}")
                                          for name, c in self.collectors.items()]

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.mqtt import MqttCollector
 from gateway.batch import Quality
 from gateway.config import Config, parse_config
-from gateway.ingest.intake import Intake
+from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import Registry
 from simulators.mqtt_fleet import FleetDevice, MqttFleet
 from simulators.scenarios import Scenario
@@ -339,5 +339,34 @@ def test_fleet_ticks_on_its_own_and_dropout_is_silent(mosquitto):
                 assert fleet.published <= 6
             got = await take(gw.intake, fleet.published)
             assert all(fleet.time_of(ts // NS) < 0.25 for _, ts, _, _ in got)
+
+    asyncio.run(main())
+
+
+def test_a_status_is_acknowledged_only_once_the_intake_recorded_it(mosquitto):
+    """An ``offline`` (a device's last will) whose recording never finished is redelivered to the next
+    session: the PUBACK follows the intake's durable step for statuses, as it does for readings."""
+    async def main() -> None:
+        entered = asyncio.Event()
+
+        async def never_done(status: DeviceStatus) -> None:  # a book that never commits
+            entered.set()
+            await asyncio.Event().wait()
+
+        stuck = Intake(accept_status=never_done)
+        async with Running(mosquitto.url, client_id="gw-status", intake=stuck):
+            peer = Peer(mosquitto.url)
+            peer.publish("acme/tank/status", b"offline")
+            await asyncio.wait_for(entered.wait(), 5)
+        recorded: list[DeviceStatus] = []
+
+        async def record(status: DeviceStatus) -> None:
+            recorded.append(status)
+
+        async with Running(mosquitto.url, client_id="gw-status", intake=Intake(accept_status=record)) as gw:
+            await until(lambda: recorded, 10, "the redelivered status")
+            tank = gw.registry.device("acme", "tank").index
+            assert [(s.device_index, s.online) for s in recorded] == [(tank, False)]
+        peer.close()
 
     asyncio.run(main())

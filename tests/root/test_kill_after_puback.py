@@ -6,6 +6,7 @@ and a missed gas alarm. Real processes: `gridgate run`, Mosquitto, influxd."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -80,6 +81,43 @@ def test_an_acknowledged_gas_reading_alarms_whenever_the_gateway_dies(tmp_path: 
         officer.loop_stop()
         officer.disconnect()
         rx.stop()
+        pub.loop_stop()
+        pub.disconnect()
+        gw.close()
+
+
+def test_an_acknowledged_offline_status_is_an_alarm_whenever_the_gateway_dies(tmp_path: Path, mosquitto: Mosquitto,
+                                                                           influxd: InfluxD) -> None:
+    """A device's ``offline`` (its last will), SIGKILLed 0, 2 and 10 ms after the broker took it: the
+    gateway acknowledges the message only once its communication alarm is in the book, so after the
+    restart the alarm is there (recorded before the kill, or redelivered by the broker after it)."""
+    influxd.create_database(DB)
+    gw = Gateway(tmp_path, mosquitto, influxd)
+    devices = "".join(f'\n[[devices]]\nenterprise = "{ENT}"\nid = "dev{i}"\nprotocol = "mqtt"\n'
+                      f'\n[[devices.points]]\nkey = "t1"\nkind = "temperature"\nunit = "°C"\n' for i in range(3))
+    gw.cfg.write_text(gw.cfg.read_text(encoding="utf-8") + devices, encoding="utf-8")
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-pub")
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+
+    def booked(device: str) -> list[tuple]:
+        with sqlite3.connect(f"file:{gw.data_dir / 'alarms.db'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT kind, level FROM alarms WHERE sensor_id = ? AND in_alarm = 1",
+                              (f"{ENT}/{device}",)).fetchall()
+
+    try:
+        gw.start()
+        for i, delay in enumerate((0, 2, 10)):
+            msg = pub.publish(f"gridgate/v1/{ENT}/dev{i}/status", b"offline", qos=1)
+            msg.wait_for_publish(20)
+            time.sleep(delay / 1000)
+            gw.kill()
+            gw.start()
+            alarms = gw.get("/alarms", kind="communication", enterprise=ENT, limit=10).json()
+            assert sorted(a["sensor_id"] for a in alarms) == [f"{ENT}/dev{j}" for j in range(i + 1)], alarms
+            assert all(a["level"] == "offline" and a["state"] == "unacknowledged" for a in alarms)
+            assert booked(f"dev{i}") == [("communication", "offline")]
+    finally:
         pub.loop_stop()
         pub.disconnect()
         gw.close()
