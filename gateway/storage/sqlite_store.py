@@ -7,9 +7,17 @@ Once every reading of a window of ``chunk_seconds`` (60 s by default, fixed when
 created) can be expected to have arrived (the newest ts in the head is ``grace`` past the window's
 end), a **compaction** moves the head's readings of the closed windows into **chunks**: one row per
 sensor and window, keyed ``(t0, sid)``, holding that sensor's readings of the window compressed.
+It runs a few groups at a time, about 0.2 s of work per sink write, so that no write waits long.
 Writes therefore cost the same whatever the table's size (rows are appended at the end of the
 b-trees); a sensor's range is one keyed look-up per window plus its group's head blocks;
 retention deletes whole windows from the front and trims the window that holds the cut-off.
+
+Why (30,000 sensors, a batch a second, measured on the 2-core machine): one row per reading keyed
+``(sid, ts)`` touches a leaf page per sensor in every batch and fell from 115,000 to 23,000 rows/s
+by 9 M rows; keyed ``(ts, sid)`` it stays at 300,000 – 430,000 rows/s but one sensor's last five
+minutes take 1 s to read. This layout writes 0.8 – 1 M readings/s (compactions included) flat to
+33 M readings, reads a sensor's range in 2 – 4 ms, and takes 6 – 13 bytes a reading instead of 28.
+Wider windows (300 s) compact 9 M readings at once (6.5 s) and read slower (9 – 11 ms).
 
 Idempotent: a replayed write may put a (sensor, ts) into the head twice, and a late one may
 arrive after its window was compacted; compaction, queries and counts keep the first stored of
@@ -19,8 +27,8 @@ Upgrade: a ``readings.db`` of the previous layout (a ``readings`` table, one row
 ``(sid, ts)``) is converted in place when the store opens, before the gateway starts collecting:
 in steps of 200,000 readings, each one transaction that writes their chunks and deletes their old
 rows, so an interrupted upgrade resumes where it stopped and loses nothing; the old table is
-dropped once empty (its pages are reused, the file does not shrink). About 3 s per million
-readings on the development machine; progress is logged.
+dropped once empty (its pages are reused, the file does not shrink). About 4 s per million
+readings on the development machine (6 M readings in 23 s); progress is logged.
 
 Sensor ids are mapped to stable integer keys in a ``sensors`` table (the registry's dense indexes
 may change when the configuration changes; the stored keys never do). Writes happen on one writer
