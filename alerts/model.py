@@ -85,7 +85,7 @@ EVENT_TYPES = {"raise": "raised", "rise": "rose", "lower": "lowered", "clear": "
                "close": "closed"}
 
 KINDS = ("process", "fault", "communication", "system", "report")
-PRIORITY = {"high_high": 1, "low_low": 1, "rate_of_change": 2, "offline": 2, "stale": 2, "fault": 2,
+PRIORITY = {"high_high": 1, "low_low": 1, "rate_of_change": 2, "offline": 2, "stale": 2, "fault": 2, "read_error": 2,
             "high": 2, "low": 2, "report": 2, "data_loss": 1, "flood": 2, "store_failing": 2}
 PRIORITY_NAMES = {1: "high", 2: "medium", 3: "low"}
 

@@ -108,6 +108,10 @@ class AlarmService:
         """A device going offline or coming back, as a collector saw it: its communication alarm,
         committed to the book before this returns (the intake's durable step for a status; the MQTT
         collector acknowledges the status message after it)."""
+        if status.points:  # some points' reads failing, or read again
+            points = [self.registry.sensors[i] for i in status.points]
+            self.dispatch(self.book.points_read(points, status.online, status.ts, status.reason))
+            return
         device = self.registry.devices[status.device_index]
         reason = status.reason or ("back online" if status.online else "device offline")
         self.dispatch(self.book.communication(device, status.online, status.ts, "offline", reason))

@@ -1,112 +1,130 @@
-"""The Modbus TCP collector: polls every Modbus device of the registry and hands batches to the intake.
+"""The Modbus collector: polls every Modbus device of the registry and hands batches to the intake.
 
-One :class:`ModbusPoller` per device owns its pymodbus ``AsyncModbusTcpClient`` connection (with
-one lock), the device's coalesced read plan from :mod:`collectors.codec`, and its fixed poll
-schedule on the monotonic clock: a tick that finds the previous poll still running is skipped and
-counted. Each poll is one :class:`ReadingBatch` at the poll's time; non-finite values are dropped
-and counted as rejections. pymodbus errors are translated to ``CollectorReadError`` /
-``CollectorTimeout`` at the boundary and only ever affect their own device. A lost connection is
-reopened with capped exponential backoff and jitter; a device whose polls have failed for
-``max(3 × interval, 5 s)`` is reported offline once, and online again at its first good poll.
-:class:`ModbusCollector` runs all pollers in one TaskGroup until cancelled; it never evaluates
-alarms or writes to stores.
+Devices reach their registers through links (:mod:`collectors.modbus_link`): every device at the
+same endpoint (``host:port`` and transport, or a serial port) shares one link, polled in turn.
+One :class:`ModbusPoller` per device owns the device's coalesced read plan (:mod:`collectors.codec`)
+and its fixed poll schedule on the monotonic clock: a tick that finds the previous poll still
+running is skipped and counted. Each poll is one :class:`ReadingBatch` at the poll's time.
+
+A poll is several requests and **each fails on its own**: the points of a failed request get no
+reading for that tick, and once a point's request has been failing for the point's ``on_delay``
+while other requests of the device still read, the point gets one ``read_error`` fault alarm
+naming the error (a Modbus exception, a timeout, a bad answer), cleared by its first good read. A
+device of which nothing reads is one fault, not one per point: its communication alarm.
+
+A request failing ``QUARANTINE_AFTER`` times in a row is quarantined: asked again every
+``QUARANTINE_RETRY`` seconds with a short timeout, so that one bad block does not cost the device's
+other points a timeout every tick (while nothing of the device reads, every request is asked every
+tick: quarantine never delays an offline). Exceptions 5 and 6
+(acknowledge, busy) are asked again once within the tick. A device is offline only when none of
+its requests has succeeded for ``max(3 × interval, 5 s)``; online again with its first good
+request. Faults are counted per device and per kind (``timeout``, ``bad_response``,
+``exception_<code>``, …) in ``/healthz`` and ``/metrics``. The collector never evaluates alarms or
+writes to stores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException, ModbusIOException
 
-from collectors.codec import BIT_TABLES, ReadRequest, plan_reads
+from collectors.codec import ReadRequest, plan_reads
+from collectors.modbus_link import Endpoint, ModbusLink
 from gateway.batch import QUALITY_DTYPE, TS_DTYPE, ReadingBatch
 from gateway.clock import Clock, SystemClock
-from gateway.config import ModbusDevice, Point
-from gateway.errors import CollectorError, CollectorReadError, CollectorTimeout
+from gateway.config import ModbusDevice, ModbusLinkConfig, Point
+from gateway.errors import CollectorError, CollectorTimeout, ModbusExceptionError
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import DeviceInfo, Registry
-from gateway.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 OFFLINE_AFTER_MIN = 5.0  # seconds of continuous failure before a device is reported offline
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
-_READ_METHOD = {
-    "holding": "read_holding_registers",
-    "input": "read_input_registers",
-    "coil": "read_coils",
-    "discrete": "read_discrete_inputs",
-}
+QUARANTINE_AFTER = 3  # failures in a row
+QUARANTINE_RETRY = 120.0  # seconds between attempts at a quarantined request
+QUARANTINE_TIMEOUT = 0.2  # seconds: a quarantined request may not cost more
+RETRIED_CODES = frozenset({5, 6})  # acknowledge, server busy: asked again once within the tick
+
+
+@dataclass
+class _RequestState:
+    """One request of a device's plan, and how it has been doing."""
+
+    req: ReadRequest
+    on_delay: np.ndarray  # per point, seconds
+    failing_since: float | None = None  # monotonic
+    failures: int = 0  # in a row
+    error: str = ""
+    next_try: float = 0.0  # monotonic; a quarantined request waits for it
+    reported: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # fault alarm raised, per point
+
+    def __post_init__(self) -> None:
+        self.reported = np.zeros(len(self.req.points), dtype=bool)
+
+    @property
+    def quarantined(self) -> bool:
+        return self.failures >= QUARANTINE_AFTER
 
 
 class ModbusPoller:
-    """Polls one Modbus device on a fixed schedule over its own connection."""
+    """Polls one Modbus device on a fixed schedule through its link."""
 
-    def __init__(
-        self,
-        device: DeviceInfo,
-        points: Sequence[Point],
-        intake: Intake,
-        clock: Clock | None = None,
-        *,
-        phase: float = 0.0,
-        offline_after_min: float = OFFLINE_AFTER_MIN,
-        backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
-    ) -> None:
+    def __init__(self, device: DeviceInfo, points: Sequence[Point], intake: Intake, link: ModbusLink,
+                 clock: Clock | None = None, *, phase: float = 0.0,
+                 offline_after_min: float = OFFLINE_AFTER_MIN) -> None:
         if not isinstance(device.config, ModbusDevice):
             raise TypeError(f"{device.device_id} is not a Modbus device")
         self.device = device
         self.config: ModbusDevice = device.config
         self.device_id = device.device_id
+        self.link = link
         self._intake = intake
         self._clock = clock or SystemClock()
         self._phase = phase
         self.offline_after = max(3 * self.config.interval, offline_after_min)
-        self._backoff = Backoff(*backoff)
+        on_delay = {device.points[p.key]: p.on_delay for p in points}
         self.requests: list[ReadRequest] = plan_reads((device.points[p.key], p) for p in points)
-        self._sensors = (np.concatenate([r.sensors for r in self.requests]) if self.requests
-                         else np.empty(0, dtype=np.int32))
+        self._states = [_RequestState(r, np.array([on_delay[int(s)] for s in r.sensors])) for r in self.requests]
         self._keys = {device.points[p.key]: p.key for p in points}
-        self._lock = asyncio.Lock()  # one per connection: requests never interleave
-        self._client: AsyncModbusTcpClient | None = None
-        self._ever_connected = False
-        self._retry_at = 0.0
         self._failing_since: float | None = None
         self._offline = False
+        self._reading = False  # some request succeeded in the last poll that tried any
         # health
         self.online: bool | None = None  # None until the first poll has told
         self.last_ok_ms: int | None = None
         self.polls = 0
-        self.failures = 0
+        self.failures = 0  # polls in which no request succeeded
+        self.request_failures = 0
         self.skipped_ticks = 0
-        self.reconnects = 0
+        self.errors: Counter[str] = Counter()  # by kind: timeout, exception_2, bad_response, …
         self.last_error: str | None = None
+
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
 
     def health(self) -> dict[str, Any]:
         return {
-            "online": self.online,
-            "last_ok": self.last_ok_ms,
-            "polls": self.polls,
-            "failures": self.failures,
-            "skipped_ticks": self.skipped_ticks,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
+            "online": self.online, "last_ok": self.last_ok_ms, "polls": self.polls, "failures": self.failures,
+            "request_failures": self.request_failures, "skipped_ticks": self.skipped_ticks,
+            "reconnects": self.link.reconnects, "errors": dict(self.errors), "last_error": self.last_error,
+            "quarantined": [f"{s.req.table} {s.req.address}+{s.req.count}" for s in self._states
+                            if s.quarantined and self._reading],
+            "link": str(self.link.endpoint),
         }
 
     async def run(self) -> None:
         """Poll every ``interval`` seconds until cancelled; a tick during a running poll is skipped."""
         loop = asyncio.get_running_loop()
         interval = self.config.interval
-        self._client = AsyncModbusTcpClient(
-            self.config.host, port=self.config.port, name=self.device_id, timeout=self.config.timeout,
-            retries=0, reconnect_delay=0,  # reconnecting is ours: backoff with jitter, counted
-        )
         async with asyncio.TaskGroup() as tg:
             try:
                 tick = loop.time() + self._phase
@@ -114,7 +132,7 @@ class ModbusPoller:
                 while True:
                     await asyncio.sleep(max(0.0, tick - loop.time()))
                     if poll is None or poll.done():
-                        poll = tg.create_task(self._poll(), name=f"modbus poll {self.device_id}")
+                        poll = tg.create_task(self.poll(), name=f"modbus poll {self.device_id}")
                     else:
                         self.skipped_ticks += 1
                     tick += interval
@@ -124,111 +142,124 @@ class ModbusPoller:
                         self.skipped_ticks += missed
                         tick += missed * interval
             finally:
-                # Stop reading before the task group cancels a poll in flight: pymodbus 3.8 fails
-                # on an answer that arrives for a cancelled request.
-                self._client.close()
+                # Stop reading before the task group cancels a poll in flight: pymodbus 3.8 fails on
+                # an answer that arrives for a cancelled request. (The link is shared: all its
+                # devices stop together.)
+                self.link.close()
 
-    async def _poll(self) -> None:
-        """One poll: read every request, decode, and submit one batch (or count the failure)."""
+    async def poll(self) -> None:
+        """One poll: each request on its own, one batch of what was read, faults and status as they change."""
         loop = asyncio.get_running_loop()
         ts = self._clock.now_ns()
         self.polls += 1
-        try:
-            values = await self._read_all()
-        except CollectorError as exc:
-            await self._failed(exc, loop.time())
-            return
-        await self._succeeded(ts, values, loop.time())
+        values = np.full(sum(len(s.req.points) for s in self._states), np.nan)
+        read = np.zeros(len(values), dtype=bool)
+        attempted = succeeded = 0
+        failed: list[_RequestState] = []
+        start = 0
+        for st in self._states:
+            end = start + len(st.req.points)
+            now = loop.time()
+            # Quarantine spares the device's other points; a device of which nothing reads is polled
+            # whole, so that its going offline (or coming back) is seen on time.
+            if st.quarantined and now < st.next_try and self._reading:
+                start = end
+                continue
+            attempted += 1
+            try:
+                values[start:end] = await self._read(st)
+            except CollectorError as exc:
+                self._request_failed(st, exc, loop.time())
+                failed.append(st)
+            else:
+                read[start:end] = True
+                succeeded += 1
+                await self._request_ok(st, ts)
+            start = end
+        if attempted:
+            self._reading = succeeded > 0
+        if succeeded:
+            await self._device_ok(loop.time())
+            self.last_ok_ms = ts // 1_000_000
+            await self._submit(ts, values, read)
+            for st in failed:  # read errors of points: only while the device reads otherwise
+                await self._report_read_errors(st, loop.time(), ts)
+        elif attempted:
+            await self._device_failed(loop.time())
 
-    async def _read_all(self) -> np.ndarray:
-        values = np.empty(len(self._sensors), dtype=np.float64)
-        async with self._lock:
-            await self._ensure_connected()
-            start = 0
-            for req in self.requests:
-                data = await self._read(req)
-                try:
-                    values[start:start + len(req.points)] = req.decode(data)
-                except ValueError as exc:
-                    raise CollectorReadError(f"{self.device_id}: {exc}") from exc
-                start += len(req.points)
-        return values
+    async def _read(self, st: _RequestState) -> np.ndarray:
+        req = st.req
+        timeout = min(self.config.timeout, QUARANTINE_TIMEOUT) if st.quarantined else self.config.timeout
+        for attempt in (1, 2):
+            try:
+                data = await self.link.read(self.config.unit, req.table, req.address, req.count, timeout)
+                return req.decode(data)
+            except ModbusExceptionError as exc:
+                if attempt == 2 or exc.code not in RETRIED_CODES:
+                    raise
+                self.errors[f"exception_{exc.code}"] += 1  # the first of the two: counted, then asked again
+        raise AssertionError("unreachable")
 
-    async def _ensure_connected(self) -> None:
-        assert self._client is not None
-        if self._client.connected:
-            return
-        now = asyncio.get_running_loop().time()
-        if now < self._retry_at:
-            raise CollectorReadError(f"{self.device_id}: cannot connect to {self.config.host}:"
-                                     f"{self.config.port}; next attempt in {self._retry_at - now:.1f} s")
-        if not await self._client.connect():
-            delay = self._backoff.next()
-            self._retry_at = now + delay
-            raise CollectorReadError(f"{self.device_id}: cannot connect to {self.config.host}:"
-                                     f"{self.config.port}; next attempt in {delay:.1f} s")
-        if self._ever_connected:
-            self.reconnects += 1
-        self._ever_connected = True
-        self._backoff.reset()
-        self._retry_at = 0.0
+    def _request_failed(self, st: _RequestState, exc: CollectorError, now: float) -> None:
+        kind = (f"exception_{exc.code}" if isinstance(exc, ModbusExceptionError)
+                else "timeout" if isinstance(exc, CollectorTimeout) else "read_error")
+        self.errors[kind] += 1
+        self.request_failures += 1
+        self.last_error = str(exc)
+        st.failures += 1
+        st.error = str(exc)
+        if st.failing_since is None:
+            st.failing_since = now
+            log.warning("%s: %s", self.device_id, exc)
+        if st.failures == QUARANTINE_AFTER:
+            log.warning("%s: %s %d+%d quarantined after %d failures: asked every %g s", self.device_id,
+                        st.req.table, st.req.address, st.req.count, QUARANTINE_AFTER, QUARANTINE_RETRY)
+        if st.quarantined:
+            st.next_try = now + QUARANTINE_RETRY
 
-    async def _read(self, req: ReadRequest) -> list[int] | list[bool]:
-        assert self._client is not None
-        what = f"{self.device_id}: read {req.table} {req.address}+{req.count}"
-        read = getattr(self._client, _READ_METHOD[req.table])
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                rsp = await read(req.address, count=req.count, slave=self.config.unit)
-        except TimeoutError as exc:
-            self._drop_connection()
-            raise CollectorTimeout(f"{what}: no answer within {self.config.timeout:g} s") from exc
-        except ModbusIOException as exc:
-            self._drop_connection()
-            if "No response" in str(exc):
-                raise CollectorTimeout(f"{what}: no answer within {self.config.timeout:g} s") from exc
-            raise CollectorReadError(f"{what}: {exc}") from exc
-        except ModbusException as exc:
-            self._drop_connection()
-            raise CollectorReadError(f"{what}: {exc}") from exc
-        if rsp.isError():
-            code = getattr(rsp, "exception_code", None)
-            raise CollectorReadError(f"{what}: Modbus exception response, code {code}")
-        return rsp.bits if req.table in BIT_TABLES else rsp.registers
+    async def _report_read_errors(self, st: _RequestState, now: float, ts: int) -> None:
+        """One ``read_error`` per point of a failing request, once its ``on_delay`` has passed."""
+        assert st.failing_since is not None
+        due = ~st.reported & (now - st.failing_since >= st.on_delay)
+        if due.any():
+            st.reported |= due
+            await self._points_status(st.req.sensors[due], False, ts, f"read failed: {st.error}")
 
-    def _drop_connection(self) -> None:
-        # After a timeout the stream may still carry the late answer, which pymodbus would hand
-        # to the next request (or fail on, when its future is cancelled): start afresh.
-        assert self._client is not None
-        self._client.close()
+    async def _request_ok(self, st: _RequestState, ts: int) -> None:
+        if st.failing_since is not None:
+            log.info("%s: %s %d+%d read again", self.device_id, st.req.table, st.req.address, st.req.count)
+        if st.reported.any():
+            await self._points_status(st.req.sensors[st.reported], True, ts, "read again")
+        st.failing_since, st.failures, st.error, st.next_try = None, 0, "", 0.0
+        st.reported[:] = False
 
-    async def _failed(self, exc: CollectorError, now: float) -> None:
+    async def _points_status(self, sensors: np.ndarray, ok: bool, ts: int, reason: str) -> None:
+        points = tuple(int(s) for s in sensors)
+        await self._intake.device_status(DeviceStatus(self.device.index, ok, ts, reason, points=points))
+
+    async def _device_failed(self, now: float) -> None:
         self.failures += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
         if self._failing_since is None:
             self._failing_since = now
-            log.warning("%s: poll failed: %s", self.device_id, exc)
         if not self._offline and now - self._failing_since >= self.offline_after:
             self._offline = True
             self.online = False
-            log.error("%s: offline: polls failing for %.1f s: %s", self.device_id,
-                      now - self._failing_since, exc)
-            status = DeviceStatus(self.device.index, False, self._clock.now_ns(), reason=self.last_error)
+            log.error("%s: offline: no request succeeded for %.1f s: %s", self.device_id,
+                      now - self._failing_since, self.last_error)
+            status = DeviceStatus(self.device.index, False, self._clock.now_ns(), reason=self.last_error or "")
             await self._intake.device_status(status)
 
-    async def _succeeded(self, ts: int, values: np.ndarray, now: float) -> None:
-        if self._failing_since is not None:
-            down = now - self._failing_since
-            if self._offline:
-                log.warning("%s: back online after %.1f s", self.device_id, down)
-                await self._intake.device_status(DeviceStatus(self.device.index, True, self._clock.now_ns()))
-            else:
-                log.info("%s: polls succeed again after %.1f s", self.device_id, down)
-            self._failing_since = None
+    async def _device_ok(self, now: float) -> None:
+        if self._failing_since is not None and self._offline:
+            log.warning("%s: back online after %.1f s", self.device_id, now - self._failing_since)
+            await self._intake.device_status(DeviceStatus(self.device.index, True, self._clock.now_ns()))
+        self._failing_since = None
         self._offline = False
         self.online = True
-        self.last_ok_ms = ts // 1_000_000
-        sensors = self._sensors
+
+    async def _submit(self, ts: int, values: np.ndarray, read: np.ndarray) -> None:
+        sensors = np.concatenate([s.req.sensors for s in self._states])[read]
+        values = values[read]
         finite = np.isfinite(values)
         if not finite.all():
             bad = sensors[~finite]
@@ -236,32 +267,51 @@ class ModbusPoller:
             self._intake.rejects.reject("modbus", "non_finite", self.device_id, f"points {keys}", n=len(bad))
             sensors, values = sensors[finite], values[finite]
         n = len(sensors)
-        ts_array = np.full(n, ts, dtype=TS_DTYPE)
-        batch = ReadingBatch(sensors, ts_array, values, np.zeros(n, dtype=QUALITY_DTYPE))
+        batch = ReadingBatch(sensors.astype(np.int32), np.full(n, ts, dtype=TS_DTYPE), values,
+                             np.zeros(n, dtype=QUALITY_DTYPE))
         await self._intake.submit(batch)
 
 
-class ModbusCollector:
-    """Every Modbus device of a registry, each polled by its own :class:`ModbusPoller`."""
+def endpoint_of(device: ModbusDevice) -> Endpoint:
+    """The endpoint a device is reached at."""
+    if device.transport == "rtu":
+        return Endpoint("rtu", str(device.port), baudrate=device.baudrate, bytesize=device.bytesize,
+                        parity=device.parity, stopbits=device.stopbits)
+    assert device.host is not None
+    return Endpoint(device.transport, f"{device.host}:{device.port}", host=device.host, port=int(device.port))
 
-    def __init__(
-        self,
-        registry: Registry,
-        intake: Intake,
-        clock: Clock | None = None,
-        *,
-        offline_after_min: float = OFFLINE_AFTER_MIN,
-        backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
-    ) -> None:
-        devices = registry.devices_of("modbus")
+
+class ModbusCollector:
+    """Every Modbus device of a registry, each polled by its own :class:`ModbusPoller` through a link
+    to its endpoint: devices at one endpoint share its ``connections`` (``[[links]]``; default 1)."""
+
+    def __init__(self, registry: Registry, intake: Intake, clock: Clock | None = None, *,
+                 offline_after_min: float = OFFLINE_AFTER_MIN,
+                 backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX)) -> None:
+        devices = [d for d in registry.devices_of("modbus") if isinstance(d.config, ModbusDevice)]
+        tuning: dict[tuple[str, str, str], ModbusLinkConfig] = {lk.link_key(): lk for lk in registry.config.links}
+        by_endpoint: dict[tuple[str, str, str], list[DeviceInfo]] = {}
+        for d in devices:
+            assert isinstance(d.config, ModbusDevice)
+            by_endpoint.setdefault(d.config.link_key(), []).append(d)
+        self.links: list[ModbusLink] = []
+        link_of: dict[str, ModbusLink] = {}
+        for key, group in by_endpoint.items():
+            lk = tuning.get(key)
+            first = group[0].config
+            assert isinstance(first, ModbusDevice)
+            timeout = max(d.config.timeout for d in group if isinstance(d.config, ModbusDevice))
+            links = [ModbusLink(endpoint_of(first), gap=lk.gap if lk else 0.0, connect_timeout=timeout + 0.5,
+                                backoff=backoff) for _ in range(lk.connections if lk else 1)]
+            self.links += links
+            for j, d in enumerate(group):
+                link_of[d.device_id] = links[j % len(links)]
         self.pollers: dict[str, ModbusPoller] = {}
         for i, d in enumerate(devices):
-            assert isinstance(d.config, ModbusDevice)
             phase = d.config.interval * i / len(devices)  # spread the devices over the interval
-            self.pollers[d.device_id] = ModbusPoller(
-                d, registry.config.device_points(d.config), intake, clock, phase=phase,
-                offline_after_min=offline_after_min, backoff=backoff,
-            )
+            self.pollers[d.device_id] = ModbusPoller(d, registry.config.device_points(d.config), intake,
+                                                     link_of[d.device_id], clock, phase=phase,
+                                                     offline_after_min=offline_after_min)
 
     async def run(self) -> None:
         """Poll every device until cancelled."""
@@ -272,6 +322,6 @@ class ModbusCollector:
                 tg.create_task(poller.run(), name=f"modbus {device_id}")
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Per device id ``ent/dev``: online, last_ok (epoch ms), polls, failures, skipped_ticks,
-        reconnects, last_error."""
+        """Per device id ``ent/dev``: online, last_ok (epoch ms), polls, failures, request failures,
+        skipped_ticks, reconnects, errors by kind, quarantined requests, last_error, its link."""
         return {device_id: p.health() for device_id, p in self.pollers.items()}

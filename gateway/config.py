@@ -349,19 +349,56 @@ class _DeviceBase(Strict):
     stale_after: float | None = Field(None, gt=0)
 
 
-class ModbusDevice(_DeviceBase):
+Transport = Literal["tcp", "rtu-over-tcp", "rtu"]
+
+
+class _Endpoint(Strict):
+    """Where Modbus requests go: ``host:port`` (Modbus TCP, or RTU frames over TCP), or a serial port."""
+
+    transport: Transport = "tcp"
+    host: str | None = None
+    port: int | str = 502  # TCP port, or the serial port's path for "rtu"
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> _Endpoint:
+        if self.transport == "rtu":
+            if not isinstance(self.port, str) or not self.port:
+                raise ValueError('transport "rtu" needs port = the serial port, e.g. "/dev/ttyUSB0"')
+            if self.host is not None:
+                raise ValueError('transport "rtu" takes no host')
+        elif not self.host or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ValueError(f'transport "{self.transport}" needs host and a port number 1-65535')
+        return self
+
+    def link_key(self) -> tuple[str, str, str]:
+        """Devices with equal keys share one connection."""
+        return (self.transport, self.host or "", str(self.port))
+
+
+class ModbusDevice(_DeviceBase, _Endpoint):
     protocol: Literal["modbus"]
-    host: str
-    port: int = Field(502, ge=1, le=65535)
     unit: int = Field(1, ge=0, le=255)
     interval: float = Field(1.0, gt=0)
     timeout: float = Field(0.5, gt=0)
+    # serial line ("rtu"): the same for every device on the port
+    baudrate: int = Field(9600, gt=0)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
 
     @model_validator(mode="after")
     def _timing(self) -> ModbusDevice:
         if not self.timeout < self.interval:
             raise ValueError(f"timeout ({self.timeout:g}) must be below interval ({self.interval:g})")
         return self
+
+
+class ModbusLinkConfig(_Endpoint):
+    """``[[links]]``: how the gateway uses one endpoint that several devices share (a serial device
+    server, a serial port): ``connections`` at most (default 1) and a ``gap`` between requests."""
+
+    connections: int = Field(1, ge=1, le=8)
+    gap: float = Field(0.0, ge=0, le=10)
 
 
 class MqttDevice(_DeviceBase):
@@ -385,6 +422,7 @@ class Config(Strict):
     devices: list[Device] = []
     points: list[Point] = []  # top-level points name their enterprise and device
     notifiers: list[NotifierConfig] = []
+    links: list[ModbusLinkConfig] = []
 
     def device_points(self, device: ModbusDevice | MqttDevice) -> list[Point]:
         """A device's points: those nested under it and the top-level ones that name it."""
@@ -404,6 +442,29 @@ def _loc(loc: tuple[int | str, ...]) -> str:
         else:
             out += ("." if out else "") + part
     return out or "(top level)"
+
+
+def _link_problems(cfg: Config) -> list[tuple[str, str]]:
+    """Every ``[[links]]`` entry names an endpoint some device uses; devices on one serial port agree
+    on its line settings."""
+    problems: list[tuple[str, str]] = []
+    modbus = [(i, d) for i, d in enumerate(cfg.devices) if isinstance(d, ModbusDevice)]
+    used = {d.link_key() for _, d in modbus}
+    seen: set[tuple[str, str, str]] = set()
+    for i, lk in enumerate(cfg.links):
+        if lk.link_key() not in used:
+            problems.append((f"links[{i}]", f"no Modbus device uses {lk.transport} {lk.host or ''}:{lk.port}"))
+        elif lk.link_key() in seen:
+            problems.append((f"links[{i}]", "a second entry for the same endpoint"))
+        seen.add(lk.link_key())
+    line: dict[str, tuple[int, int, str, int]] = {}
+    for i, d in modbus:
+        if d.transport == "rtu":
+            settings = (d.baudrate, d.bytesize, d.parity, d.stopbits)
+            first = line.setdefault(str(d.port), settings)
+            if settings != first:
+                problems.append((f"devices[{i}]", f"serial settings differ from another device on {d.port}"))
+    return problems
 
 
 def cross_check(cfg: Config) -> list[tuple[str, str]]:
@@ -489,6 +550,7 @@ def cross_check(cfg: Config) -> list[tuple[str, str]]:
                 )
             else:
                 problems.append((f"points[{i}].device", f"device {p.enterprise}/{p.device} does not exist"))
+    problems += _link_problems(cfg)
     for i, u in enumerate(cfg.users):
         refs = {"officer": officers, "department": departments, "enterprise": enterprises}
         for key, known in refs.items():

@@ -5,7 +5,8 @@
     ├── RegistryError               an id that the registry does not know
     │   └── UnknownSensor
     ├── CollectorError              a collector could not talk to its peer
-    │   ├── CollectorReadError      one read failed (Modbus exception response, bad frame)
+    │   ├── CollectorReadError      one read failed (cannot connect, connection lost, a bad frame)
+    │   │   └── ModbusExceptionError  the device answered with a Modbus exception (has a `code`)
     │   └── CollectorTimeout        the peer did not answer in time
     ├── PayloadError                a message from a device that cannot be accepted (has a `reason`)
     ├── StoreError                  a store could not read or write
@@ -44,7 +45,15 @@ class CollectorError(GridgateError):
 
 
 class CollectorReadError(CollectorError):
-    """One read failed: a Modbus exception response, a malformed frame."""
+    """One read failed: cannot connect, the connection was lost, a bad frame, an exception response."""
+
+
+class ModbusExceptionError(CollectorReadError):
+    """The device answered a request with a Modbus exception response; ``code`` is its exception code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class CollectorTimeout(CollectorError):

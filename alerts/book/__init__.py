@@ -23,7 +23,7 @@ from alerts.book.transitions import Conditions
 from alerts.detector import Transitions
 from alerts.model import Alarm, AlarmEvent
 from alerts.scope import Within
-from gateway.registry import DeviceInfo, Registry
+from gateway.registry import DeviceInfo, Registry, SensorInfo
 
 __all__ = ["AlarmBook"]
 
@@ -86,6 +86,9 @@ class AlarmBook:
     def communication(self, device: DeviceInfo, online: bool, ts_ns: int, level: str,
                       reason: str) -> list[AlarmEvent]:
         return self._conditions.communication(device, online, ts_ns, level, reason)
+
+    def points_read(self, points: list[SensorInfo], ok: bool, ts_ns: int, reason: str) -> list[AlarmEvent]:
+        return self._conditions.points_read(points, ok, ts_ns, reason)
 
     def system(self, key: str, active: bool, ts_ns: int, level: str, value: float | None,
                reason: str) -> list[AlarmEvent]:

@@ -87,10 +87,12 @@ def row_to_event(r: tuple) -> AlarmEvent:
 
 
 def slot(kind: str, level: str) -> str:
-    """Which condition of a sensor an alarm is: a rate alarm lives beside a level alarm, and a
-    device's maintenance record beside its communication alarm."""
+    """Which condition of a sensor an alarm is: a rate alarm lives beside a level alarm, a read
+    error beside a fault, and a device's maintenance record beside its communication alarm."""
     if level == "rate_of_change":
         return "rate"
+    if level == "read_error":  # the collector cannot read the point: beside the fault its readings show
+        return "read"
     return "maintenance" if level == "maintenance" else kind
 
 

@@ -20,7 +20,7 @@ from alerts.book.store import BookStore, next_or_refuse, slot
 from alerts.detector import FAULT, LEVEL_NAMES, RATE, Transitions
 from alerts.model import CLOSED, NORMAL, OUT_OF_SERVICE, SUPPRESSED, TRANSITIONS, Alarm, AlarmEvent
 from gateway.errors import AlarmError
-from gateway.registry import DeviceInfo
+from gateway.registry import DeviceInfo, SensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,20 @@ class Conditions:
                 return self.clear(device.device_id, "communication", level, None, ts_ms)
             return self._raise(device.device_id, "communication", level, None, None, ts_ms,
                                device.enterprise, device.id, None, "", reason)
+
+    def points_read(self, points: list[SensorInfo], ok: bool, ts_ns: int, reason: str) -> list[AlarmEvent]:
+        """Points whose Modbus request keeps failing (``ok=False``): a ``read_error`` fault alarm each,
+        naming the error; read again: cleared."""
+        ts_ms = ts_ns // 1_000_000
+        events: list[AlarmEvent] = []
+        with self.store.tx():
+            for info in points:
+                if ok:
+                    events += self.clear(info.sensor_id, "fault", "read_error", None, ts_ms)
+                else:
+                    events += self._raise(info.sensor_id, "fault", "read_error", None, None, ts_ms, info.enterprise,
+                                          info.device, info.key, info.unit, reason)
+        return events
 
     def system(self, key: str, active: bool, ts_ns: int, level: str, value: float | None,
                reason: str) -> list[AlarmEvent]:

@@ -35,12 +35,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class DeviceStatus:
-    """A device went offline (``online=False``) or came back, at ``ts`` (epoch ns)."""
+    """A device went offline (``online=False``) or came back, at ``ts`` (epoch ns); or, with
+    ``points`` (sensor indexes of the device), those points' reads failing or read again."""
 
     device_index: int
     online: bool
     ts: int
     reason: str = ""
+    points: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,14 @@ class Run:
         return [b for b in self.batches if sensors & set(b.sensor.tolist())]
 
     def statuses_of(self, device_id: str) -> list[tuple[float, DeviceStatus]]:
+        """The device's own statuses (offline, online)."""
         index = self.registry.device(*device_id.split("/")).index
-        return [(t, s) for t, s in self.statuses if s.device_index == index]
+        return [(t, s) for t, s in self.statuses if s.device_index == index and not s.points]
+
+    def point_statuses(self, device_id: str) -> list[tuple[float, DeviceStatus]]:
+        """Its points' read errors and recoveries."""
+        index = self.registry.device(*device_id.split("/")).index
+        return [(t, s) for t, s in self.statuses if s.device_index == index and s.points]
 
 
 @contextlib.asynccontextmanager
@@ -125,8 +131,9 @@ def test_every_dtype_and_order_decoded_as_served():
                 what = f"{device_id}/{key} ({p.modbus_dtype} {p.order})"
                 assert got[index] == pytest.approx(want, abs=1e-6), what
             h = health[device_id]
-            assert set(h) == {"online", "last_ok", "polls", "failures", "skipped_ticks", "reconnects",
-                              "last_error"}
+            assert set(h) == {"online", "last_ok", "polls", "failures", "request_failures", "skipped_ticks",
+                              "reconnects", "errors", "quarantined", "link", "last_error"}
+            assert h["errors"] == {} and h["quarantined"] == [] and h["link"] == f"127.0.0.1:{port}"
             assert h["online"] is True and h["failures"] == 0 and h["polls"] >= 2 and h["last_error"] is None
             assert abs(h["last_ok"] - time.time() * 1000) < 10_000
         assert run.statuses == []
@@ -167,13 +174,17 @@ def test_exception_response_from_one_device_leaves_the_other_flowing():
             await until(lambda: bad.failures >= 4 and len(run.device_batches("acme/good")) >= 4, 10,
                         "failures of one device, readings of the other")
             assert run.device_batches("acme/bad") == []
-            assert "exception response, code 2" in bad.last_error and bad.online is None
+            assert "Modbus exception 2 (illegal data address)" in bad.last_error and bad.online is None
+            assert bad.health()["errors"] == {"exception_2": bad.request_failures}
+            assert bad.health()["quarantined"] == []  # nothing of the device reads: it is polled whole
             good = run.collector.health()["acme/good"]
-            assert good["failures"] == 0 and good["online"] is True
+            assert good["failures"] == 0 and good["online"] is True and good["errors"] == {}
             run.farm.set_exception("acme/bad", None)
             await until(lambda: len(run.device_batches("acme/bad")) >= 1, 10, "readings after the fix")
             assert bad.online is True and bad.reconnects == 0  # an exception response keeps the connection
-        assert run.statuses == []  # far shorter than the offline threshold
+        assert run.statuses_of("acme/bad") == [] and run.statuses_of("acme/good") == []  # never offline
+        # nothing of the device read: no read error per point (its fault is the device's, once offline)
+        assert run.point_statuses("acme/bad") == [] and run.point_statuses("acme/good") == []
 
     asyncio.run(main())
 
@@ -192,7 +203,8 @@ def test_dropout_gives_one_offline_then_one_online():
     async def main() -> None:
         # a short backoff cap, so that the refused device is back soon after the window ends
         async with running(cfg, {"acme/alone": dropout, "acme/silent": dropout}, backoff=(0.2, 1.0)) as run:
-            await until(lambda: len(run.statuses) >= 4, 15, "offline and online of both devices")
+            await until(lambda: len(run.statuses_of("acme/alone") + run.statuses_of("acme/silent")) >= 4, 15,
+                        "offline and online of both devices")
             await asyncio.sleep(0.6)  # a few more polls: no further status may follow
             for device_id in ("acme/alone", "acme/silent"):
                 (t_off, off), (t_on, on) = run.statuses_of(device_id)
@@ -202,7 +214,8 @@ def test_dropout_gives_one_offline_then_one_online():
                 after = [b for b in run.device_batches(device_id) if b.ts[0] > on.ts - 10**9]
                 assert after, f"{device_id} has readings again"
             assert run.collector.pollers["acme/alone"].reconnects >= 1
-            assert "Timeout" in run.collector.pollers["acme/silent"].last_error
+            silent = run.collector.pollers["acme/silent"]
+            assert "no answer within 0.2 s" in silent.last_error and set(silent.health()["errors"]) == {"timeout"}
             steady = run.collector.health()["acme/steady"]
             assert steady["failures"] == 0 and run.statuses_of("acme/steady") == []
             assert len(run.device_batches("acme/steady")) >= 0.8 * run.farm.elapsed() / 0.25
@@ -211,7 +224,7 @@ def test_dropout_gives_one_offline_then_one_online():
 
 
 def test_poll_overrunning_its_interval_skips_ticks():
-    port = free_port()
+    port, other = free_port(), free_port()  # two endpoints: on one, the slow unit would hold up the other
     three_tables = [
         {"key": "t", "kind": "temperature", "register": "holding", "address": 0, "dtype": "float32"},
         {"key": "i", "kind": "temperature", "register": "input", "address": 0, "dtype": "int16"},
@@ -219,7 +232,7 @@ def test_poll_overrunning_its_interval_skips_ticks():
     ]
     cfg = minimal_config([
         modbus_device("acme", "slow", port, three_tables, unit=1, interval=0.3, timeout=0.25),
-        modbus_device("acme", "quick", port, three_tables, unit=2, interval=0.3, timeout=0.25),
+        modbus_device("acme", "quick", other, three_tables, unit=2, interval=0.3, timeout=0.25),
     ])
 
     async def main() -> None:
