@@ -1,13 +1,16 @@
-"""A Modbus TCP device farm: every Modbus device of a configuration, served live from a scenario.
+"""A Modbus device farm: every Modbus device of a configuration, served live from a scenario.
 
-Devices are grouped by (host, port): one pymodbus async server per group, one unit id per device,
-all servers on one asyncio loop. A device's registers are encoded with :mod:`simulators.registers` from its
-scenario at the farm's current time (seconds since the farm started, or an injected time base),
-refreshed at most every ``refresh`` seconds, so values move while a gateway polls. A ``dropout``
-scenario makes the device stop answering for its window: a server whose devices are all out is
-closed (connections refused), a unit sharing a server with live ones just gets no response; the
-device comes back after the window. Tests can inject a Modbus exception response
-(:meth:`ModbusFarm.set_exception`) or a response delay (:meth:`ModbusFarm.set_delay`) per device.
+Devices are grouped by endpoint (transport and host:port, or serial port): one pymodbus async
+server per endpoint — Modbus TCP, RTU frames over TCP, or RTU on a serial port — one unit id per
+device, all servers on one asyncio loop. A device's registers are encoded with
+:mod:`simulators.registers` from its scenario at the farm's current time (seconds since the farm
+started, or an injected time base), refreshed at most every ``refresh`` seconds, so values move
+while a gateway polls. A ``dropout`` scenario makes the device stop answering for its window: a
+server whose devices are all out is closed (connections refused), a unit sharing a server with
+live ones just gets no response; the device comes back after the window. Tests can inject a
+Modbus exception response (:meth:`ModbusFarm.set_exception`), a response delay
+(:meth:`ModbusFarm.set_delay`) or RTU answers with a bad CRC (:meth:`ModbusFarm.set_crc_error`)
+per device.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from types import TracebackType
 
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.datastore.context import ModbusBaseSlaveContext
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from gateway.config import Point, load_config
+from gateway.config import ModbusDevice, Point, load_config
 from gateway.registry import DeviceInfo, Registry
 from simulators.registers import encode, set_bit
 from simulators.scenarios import SCENARIOS, Scenario
@@ -46,6 +50,8 @@ class SimulatedDevice(ModbusBaseSlaveContext):
         self.scenario = scenario
         self.delay = 0.0
         self.exception_code: int | None = None
+        self.corrupt_crc_every = 0  # RTU: every n-th answer goes out with a bad CRC
+        self.answers_sent = 0
         self._clock = clock
         self._refresh = refresh
         self._t: float | None = None
@@ -111,12 +117,28 @@ class SimulatedDevice(ModbusBaseSlaveContext):
 
 @dataclass
 class _Endpoint:
-    """One listening address and the devices (unit ids) behind it."""
+    """One listening address (or serial port) and the devices (unit ids) behind it."""
 
     host: str
-    port: int
+    port: int | str  # a TCP port, or the serial port the farm opens (for "rtu")
+    transport: str = "tcp"  # "tcp", "rtu-over-tcp" or "rtu"
+    line: tuple[int, int, str, int] = (9600, 8, "N", 1)  # serial: baudrate, bytesize, parity, stopbits
     units: dict[int, SimulatedDevice] = field(default_factory=dict)
-    server: ModbusTcpServer | None = None
+    server: ModbusTcpServer | ModbusSerialServer | None = None
+
+    def __str__(self) -> str:
+        where = str(self.port) if self.transport == "rtu" else f"{self.host}:{self.port}"
+        return f"{self.transport} {where}"
+
+    def trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus' frame hook: corrupt the CRC of a device's RTU answers when a test asks for it."""
+        if sending and self.transport != "tcp" and data:
+            device = self.units.get(data[0])
+            if device is not None and device.corrupt_crc_every:
+                device.answers_sent += 1
+                if device.answers_sent % device.corrupt_crc_every == 0:
+                    return data[:-1] + bytes([data[-1] ^ 0xFF])
+        return data
 
     def trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         """pymodbus' PDU hook: swallow requests to a device in dropout, swap in injected errors."""
@@ -132,11 +154,19 @@ class _Endpoint:
 
     async def start(self) -> None:
         context = ModbusServerContext(slaves=dict(self.units), single=False)
-        server = ModbusTcpServer(context, address=(self.host, self.port),
-                                 trace_pdu=self.trace_pdu)  # type: ignore[arg-type]
+        hooks = {"trace_pdu": self.trace_pdu, "trace_packet": self.trace_packet}
+        server: ModbusTcpServer | ModbusSerialServer
+        if self.transport == "rtu":
+            baudrate, bytesize, parity, stopbits = self.line
+            server = ModbusSerialServer(context, framer=FramerType.RTU, port=str(self.port), baudrate=baudrate,
+                                        bytesize=bytesize, parity=parity, stopbits=stopbits, **hooks)  # type: ignore[arg-type]
+        else:
+            framer = FramerType.RTU if self.transport == "rtu-over-tcp" else FramerType.SOCKET
+            server = ModbusTcpServer(context, framer=framer, address=(self.host, int(self.port)),
+                                     **hooks)  # type: ignore[arg-type]
         await server.serve_forever(background=True)
         if not server.is_active():
-            raise OSError(f"cannot listen on {self.host}:{self.port}")
+            raise OSError(f"cannot serve Modbus on {self}")
         self.server = server
 
     async def stop(self) -> None:
@@ -150,7 +180,10 @@ class ModbusFarm:
 
     Use as ``async with ModbusFarm(registry, {...}) as farm:``. Devices without an entry play
     ``default`` (steady). ``time_base`` returns the scenario time in seconds (default: seconds since
-    the farm started); ``bind_host`` overrides every device's host for listening.
+    the farm started); ``bind_host`` overrides every device's host for listening. Each endpoint is
+    served in its device's transport: Modbus TCP, RTU frames over TCP, or RTU on a serial port;
+    ``serial_peers`` maps a device's serial port to the one the farm opens (the other end of a
+    pseudo-terminal pair or of a null-modem cable).
     """
 
     def __init__(
@@ -161,6 +194,7 @@ class ModbusFarm:
         default: Scenario | None = None,
         time_base: Callable[[], float] | None = None,
         bind_host: str | None = None,
+        serial_peers: dict[str, str] | None = None,
         refresh: float = 0.02,
         watch_every: float = 0.05,
     ) -> None:
@@ -175,18 +209,21 @@ class ModbusFarm:
         self._watch_every = watch_every
         self._watcher: asyncio.Task[None] | None = None
         self.devices: dict[str, SimulatedDevice] = {}
-        self.endpoints: dict[tuple[str, int], _Endpoint] = {}
+        self.endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         for info in registry.devices_of("modbus"):
             cfg = info.config
-            assert cfg.protocol == "modbus"
+            assert isinstance(cfg, ModbusDevice)
             device = SimulatedDevice(info, registry.config.device_points(cfg),
                                      scenarios.get(info.device_id, default), self.elapsed, refresh)
-            key = (bind_host or cfg.host, cfg.port)
-            endpoint = self.endpoints.setdefault(key, _Endpoint(*key))
+            if cfg.transport == "rtu":  # the farm serves the other end of the line (a pty pair's peer)
+                serial = (serial_peers or {}).get(str(cfg.port), str(cfg.port))
+                new = _Endpoint("", serial, "rtu", (cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits))
+            else:
+                new = _Endpoint(bind_host or cfg.host or "127.0.0.1", int(cfg.port), cfg.transport)
+            endpoint = self.endpoints.setdefault((new.transport, new.host, str(new.port)), new)
             if cfg.unit in endpoint.units:
                 other = endpoint.units[cfg.unit].device_id
-                where = f"{key[0]}:{key[1]}"
-                raise ValueError(f"{info.device_id} and {other} are both unit {cfg.unit} at {where}")
+                raise ValueError(f"{info.device_id} and {other} are both unit {cfg.unit} at {endpoint}")
             endpoint.units[cfg.unit] = device
             self.devices[info.device_id] = device
 
@@ -207,6 +244,10 @@ class ModbusFarm:
     def set_exception(self, device_id: str, code: int | None = ILLEGAL_ADDRESS) -> None:
         """Answer every request to a device with Modbus exception ``code`` (None: answer normally)."""
         self.device(device_id).exception_code = code
+
+    def set_crc_error(self, device_id: str, every: int) -> None:
+        """Corrupt the CRC of every ``every``-th RTU answer of a device (0: never)."""
+        self.device(device_id).corrupt_crc_every = every
 
     def set_delay(self, device_id: str, seconds: float) -> None:
         """Delay every response of a device by ``seconds``."""
@@ -248,10 +289,10 @@ class ModbusFarm:
             for endpoint in self.endpoints.values():
                 wanted = self._endpoint_answers(endpoint)
                 if wanted and endpoint.server is None:
-                    log.info("Modbus farm: %s:%d answers again", endpoint.host, endpoint.port)
+                    log.info("Modbus farm: %s answers again", endpoint)
                     await endpoint.start()
                 elif not wanted and endpoint.server is not None:
-                    log.info("Modbus farm: %s:%d stops answering (dropout)", endpoint.host, endpoint.port)
+                    log.info("Modbus farm: %s stops answering (dropout)", endpoint)
                     await endpoint.stop()
             await asyncio.sleep(self._watch_every)
 
@@ -276,9 +317,9 @@ async def run_cli(args: argparse.Namespace) -> None:
     farm = ModbusFarm(registry, dict.fromkeys(chosen, scenario), default=Scenario("steady", seed=args.seed),
                       bind_host=args.bind)
     async with farm:
-        for (host, port), endpoint in farm.endpoints.items():
+        for endpoint in farm.endpoints.values():
             units = ", ".join(f"{u}={d.device_id}" for u, d in sorted(endpoint.units.items()))
-            print(f"modbus tcp {host}:{port}  units {units}", flush=True)
+            print(f"modbus {endpoint}  units {units}", flush=True)
         print(f"scenario {args.scenario} (seed {args.seed}) on {', '.join(chosen)}", flush=True)
         if args.duration is None:
             await asyncio.Event().wait()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers import Mosquitto
+from tests.peers import Mosquitto, SerialLine
 from tests.receiver import Receiver
 from tests.server import ApiServer, make_config
 
@@ -48,3 +48,12 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
     yield make
     for r in made:
         r.stop()
+
+
+@pytest.fixture
+def serial_line(tmp_path: Path) -> Iterator[SerialLine]:
+    """A pseudo-terminal pair joined by socat (:class:`tests.peers.SerialLine`)."""
+    line = SerialLine(tmp_path)
+    line.start()
+    yield line
+    line.stop()

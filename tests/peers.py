@@ -1,4 +1,4 @@
-"""Real peers for tests: free ports, a Mosquitto broker in a temporary folder.
+"""Real peers for tests: free ports, a Mosquitto broker in a temporary folder, a serial line (pty pair).
 
 A missing binary fails the test with what to install; it never skips.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from simulators.brokers import free_port, start_mosquitto, stop_process, wait_port
 
-__all__ = ["free_port", "wait_port", "need_binary", "Mosquitto"]
+__all__ = ["free_port", "wait_port", "need_binary", "Mosquitto", "SerialLine"]
 
 
 def need_binary(name: str, package: str) -> str:
@@ -49,3 +50,33 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+@dataclass
+class SerialLine:
+    """A real serial line for tests: a pseudo-terminal pair joined by ``socat`` (Debian ``socat``);
+    what is written on ``a`` is read on ``b`` and back, as on a null-modem cable."""
+
+    folder: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def a(self) -> str:
+        return str(self.folder / "tty-a")
+
+    @property
+    def b(self) -> str:
+        return str(self.folder / "tty-b")
+
+    def start(self) -> None:
+        socat = need_binary("socat", "socat")
+        self.proc = subprocess.Popen([socat, f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not (Path(self.a).exists() and Path(self.b).exists()):
+            assert time.monotonic() < deadline and self.proc.poll() is None, "socat did not make the pty pair"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
