@@ -108,6 +108,12 @@ def exposition(health: Mapping[str, Any]) -> str:
             items = sorted(comp_health.items()) if per_device else [(None, comp_health)]
             for device, part in items:
                 labels = f'{label}="{_label(comp)}"' + ("" if device is None else f',device="{_label(device)}"')
+                errors = part.get("errors")
+                if isinstance(errors, Mapping):  # faults by kind (a Modbus exception code, timeout, ...)
+                    name = f"gridgate_{label}_errors_total"
+                    families.setdefault(name, []).extend(f'{name}{{{labels},kind="{_label(kind)}"}} {_num(float(n))}'
+                                                         for kind, n in sorted(errors.items()))
+                    part = {k: v for k, v in part.items() if k != "errors"}
                 for leaf, value in _leaves(part):
                     name = f"gridgate_{label}_{leaf}"
                     families.setdefault(name, []).append(f"{name}{{{labels}}} {_num(value)}")

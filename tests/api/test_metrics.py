@@ -14,7 +14,8 @@ def test_exposition_labels_devices_and_sinks() -> None:
                                          "written": 9, "failures": 0, "rejected": {}},
                               "influxdb": {"state": "failing", "backlog_readings": 100, "backlog_seconds": 3.5,
                                            "written": 0, "failures": 4, "rejected": {"non_finite": 1}}}},
-        "collectors": {"modbus": {"e1/gas": {"online": True, "polls": 5, "skipped_ticks": 1},
+        "collectors": {"modbus": {"e1/gas": {"online": True, "polls": 5, "skipped_ticks": 1,
+                                             "errors": {"exception_2": 3, "timeout": 1}},
                                   "e2/gas": {"online": False, "polls": 4, "skipped_ticks": 0}},
                        "mqtt": {"connected": True, "messages": 3}},
         "alarms": {"floods": 2, "chattering": 1, "held_back": 40, "escalated": 3, "refused_transitions": 0},
@@ -24,6 +25,10 @@ def test_exposition_labels_devices_and_sinks() -> None:
     assert 'gridgate_collector_online{collector="modbus",device="e2/gas"} 0' in lines
     assert 'gridgate_collector_messages{collector="mqtt"} 3' in lines
     assert not any("e1_gas" in ln for ln in lines)  # device ids are labels, not parts of names
+    # Modbus faults per device and kind (exception code, timeout): a label, not a name each
+    assert 'gridgate_collector_errors_total{collector="modbus",device="e1/gas",kind="exception_2"} 3' in lines
+    assert 'gridgate_collector_errors_total{collector="modbus",device="e1/gas",kind="timeout"} 1' in lines
+    assert not any("errors_exception" in ln for ln in lines)
     assert 'gridgate_sink_state{sink="influxdb",state="failing"} 1' in lines
     assert 'gridgate_sink_state{sink="influxdb",state="ok"} 0' in lines
     assert 'gridgate_sink_backlog_readings{sink="influxdb"} 100' in lines
