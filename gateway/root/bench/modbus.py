@@ -2,12 +2,13 @@
 
 A :class:`ModbusFarm` in a separate (spawned) process serves D devices of P holding-register points
 each (a float32/uint16/int16 mix that the codec coalesces into one read per poll), by default one
-listening port per device (``--endpoints N`` spreads them over N ports as unit ids instead; the
-gateway keeps one connection per device either way). The :class:`ModbusCollector` runs in this
-process with an intake drained by a task that counts readings. After a warm-up, one window of
-``--seconds`` is measured: readings/s, polls against the ticks expected, skipped ticks, failures,
-event-loop lag, and the CPU seconds and cores of the gateway (``time.process_time``) and of the
-farm process (``/proc``). Both processes raise their RLIMIT_NOFILE soft limit to the hard limit.
+listening port per device (``--endpoints N`` spreads them over N ports as unit ids instead: N
+serial device servers, the devices behind one port sharing its one connection, polled in turn).
+The :class:`ModbusCollector` runs in this process with an intake drained by a task that counts
+readings. After a warm-up, one window of ``--seconds`` is measured: readings/s, polls against the
+ticks expected, skipped ticks, failures, event-loop lag, and the CPU seconds and cores of the
+gateway (``time.process_time``) and of the farm process (``/proc``). Both processes raise their
+RLIMIT_NOFILE soft limit to the hard limit.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def add_modbus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1.0)")
     p.add_argument("--seconds", type=float, default=20.0, help="measured window (default 20)")
     p.add_argument("--warmup", type=float, default=4.0, help="seconds before the window (default 4)")
-    p.add_argument("--endpoints", type=int, help="listening ports for the farm (default: one per device)")
+    p.add_argument("--endpoints", type=int,
+                   help="listening ports for the farm, the devices behind one sharing its connection as unit ids"
+                        " (default: one port per device)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
