@@ -19,6 +19,12 @@ level is the low limit's business. The window is kept per rate sensor as the min
 ``RATE_BUCKETS`` equal time buckets, so it reaches back between one window and one window plus a
 bucket; memory and work per reading are fixed however dense the readings are. The alarm is on while
 the rate exceeds the limit, behind the point's on- and off-delay.
+
+While an alarm is active its peak follows the readings: the highest value of a high or high-high
+alarm, the lowest of a low or low-low one, the highest rate of a rate alarm. The rounds of a batch
+mark the sensors whose alarm is active; :meth:`Detector.take_extremes` hands them over once per
+batch (:class:`Extremes`: one entry per such sensor and condition, its latest good value and its
+peak), so the book updates one row per alarm per batch, never one per reading.
 """
 
 from __future__ import annotations
@@ -71,6 +77,21 @@ class Transitions:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
 
 
+@dataclass(frozen=True, slots=True)
+class Extremes:
+    """Active alarms that had readings in a batch: ``sensor[i]``'s ``condition[i]`` (PROCESS or RATE)
+    has ``value[i]`` as its latest good reading and ``peak[i]`` as its most extreme value (a rate, for
+    RATE) since the alarm became active."""
+
+    sensor: np.ndarray
+    condition: np.ndarray
+    value: np.ndarray
+    peak: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+
 def _limit_array(registry: Registry, key: str) -> np.ndarray:
     return np.array([s.point.effective_limits().get(key, np.nan) for s in registry.sensors], dtype=np.float64)
 
@@ -102,6 +123,9 @@ class Detector:
         self.fault_pending = np.zeros(n, dtype=bool)
         self.fault_since = np.zeros(n, dtype=np.int64)
         self.peak = np.full(n, np.nan)
+        self.good_value = np.full(n, np.nan)  # the latest good reading of a sensor in alarm
+        self.live = np.zeros(n, dtype=bool)  # in alarm, with a good reading since take_extremes
+        self._any_live = False
         self.last_value = np.full(n, np.nan)
         self.last_ts = np.zeros(n, dtype=np.int64)
         self.last_quality = np.zeros(n, dtype=np.uint8)
@@ -128,6 +152,7 @@ class Detector:
         self.ring_id = np.full((rows, RATE_BUCKETS + 1), np.iinfo(np.int64).min, dtype=np.int64)
         self.rate = np.zeros(len(points))  # the latest rate, units per minute
         self.rate_on = np.zeros(len(points), dtype=bool)
+        self.rate_peak = np.full(len(points), np.nan)  # the highest rate while the rate alarm is on
         self.rate_pending = np.zeros(len(points), dtype=bool)
         self.rate_since = np.zeros(len(points), dtype=np.int64)
 
@@ -217,6 +242,11 @@ class Detector:
         parts.append(self._level_changes(gs, gts, ev, gv))
         if self.has_rate[gs].any():
             parts.append(self._rate_changes(gs, gts, gv))
+        live = (self.level[gs] != 0) | self.rate_on[gs]
+        if live.any():
+            self.good_value[gs[live]] = gv[live]
+            self.live[gs[live]] = True
+            self._any_live = True
 
         self.last_value[s] = v
         self.last_ts[s] = ts
@@ -264,6 +294,7 @@ class Detector:
         self.rate_since[s] = since
         c = np.flatnonzero(commit)
         self.rate_on[s[c]] = target[c]
+        self.rate_peak[s] = np.where(self.rate_on[s], np.fmax(self.rate_peak[s], rate), np.nan)
         return Transitions(s[c], ts[c], np.full(len(c), RATE, np.int8), cur[c].astype(np.int8),
                            target[c].astype(np.int8), v[c], rate[c])
 
@@ -311,10 +342,26 @@ class Detector:
             self.fault[sensor] = True
         elif condition == RATE:
             self.rate_on[sensor] = True
+            self.rate_peak[sensor] = np.nan if peak is None else peak
         else:
             self.level[sensor] = level
             self.pending[sensor] = level
             self.peak[sensor] = np.nan if peak is None else peak
+
+    def take_extremes(self) -> Extremes:
+        """The active alarms that had good readings since the last call, with their latest value and
+        peak now (a sensor whose alarm ended meanwhile is left out: its clear carried its value)."""
+        if not self._any_live:
+            e = np.empty(0)
+            return Extremes(e.astype(np.int32), e.astype(np.int8), e, e)
+        s = np.flatnonzero(self.live).astype(np.int32)
+        self.live[s] = False
+        self._any_live = False
+        proc, rate = s[self.level[s] != 0], s[self.rate_on[s]]
+        sensor = np.concatenate([proc, rate])
+        condition = np.r_[np.full(len(proc), PROCESS, np.int8), np.full(len(rate), RATE, np.int8)]
+        peak = np.concatenate([self.peak[proc], self.rate_peak[rate]])
+        return Extremes(sensor, condition, self.good_value[sensor], peak)
 
     def check_stale(self, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Devices that went stale since the last check, and those that came back."""

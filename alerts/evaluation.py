@@ -8,9 +8,17 @@ accepted reading is evaluated once, in order per sensor, even one whose MQTT mes
 acknowledged. The outbox keeps what the detector has not confirmed, whatever its quota.
 
 Around the detector it does what belongs to the step from readings to alarms: status points that
-suppress others by design, a device whose communication alarm was open at start clearing it with
-its first reading, and, at start, the detector's state restored from the conditions the book still
-has active. Events are handed to ``dispatch`` after the commit.
+suppress others by design, the live value and peak of active alarms (one update per alarm per
+batch), a device coming back, and, at start, the detector's state restored from the conditions the
+book still has active. Events are handed to ``dispatch`` after the commit.
+
+A device is back when a reading of it is evaluated: its ``offline`` communication alarm (an MQTT
+last will, a Modbus device not answering) clears with the first reading accepted *after* the
+offline was recorded. The book stamps each offline with the outbox's last accepted batch then
+(readings that arrived before the last will were accepted by then), and a read of the outbox
+clears it only when all of its batches come after that stamp, so a reading sent just before the
+device died never clears the alarm its death raised; device clocks play no part. A ``stale``
+alarm open at start clears with the device's first reading.
 """
 
 from __future__ import annotations
@@ -60,7 +68,8 @@ class Evaluation:
         self.evaluated = 0
         self.wakeup = asyncio.Event()
         self.busy = False
-        self._recovering: set[int] = set()  # devices with a communication alarm open at start
+        self._recovering: set[int] = set()  # devices with a stale alarm open at start
+        book.stamp_offline_with(lambda: outbox.last_seq)
         self._suppressors = self._build_suppressors()
         self._restore()
 
@@ -88,9 +97,12 @@ class Evaluation:
                 events += self._follow_suppressors(batch)
             if self._recovering:
                 events += self._recovered(batch)
+            if self.book.offline:
+                events += self._back_online(batch)
             transitions = self.detector.evaluate(batch)
             if len(transitions):
                 events += self.book.apply(transitions)
+            self.book.follow(self.detector.take_extremes())
         self.cursor = seq
         self.evaluated += len(batch)
         self.dispatch(events)
@@ -110,15 +122,16 @@ class Evaluation:
 
     def _restore(self) -> None:
         """The detector starts from the conditions the book still has active, and a device with an
-        open communication alarm clears it with its first reading."""
+        open stale alarm clears it with its first reading (an offline one: the book knows it)."""
         codes = {name: code for code, name in LEVEL_NAMES.items()}
         reg = self.registry
         for alarm in self.book.list_alarms(None, case="open_cases", limit=10_000_000):
             if not alarm.in_alarm or not alarm.enterprise:
                 continue
             try:
-                if alarm.kind == "communication" and alarm.level in ("offline", "stale"):
-                    self._recovering.add(reg.device(alarm.enterprise, alarm.device).index)
+                if alarm.kind == "communication":
+                    if alarm.level == "stale":
+                        self._recovering.add(reg.device(alarm.enterprise, alarm.device).index)
                     continue
                 index = reg.sensor_index(alarm.sensor_id)
             except RegistryError:  # no longer configured: nothing will clear it but an officer
@@ -126,7 +139,7 @@ class Evaluation:
             if alarm.kind == "fault":
                 self.detector.restore(index, FAULT, 1)
             elif alarm.kind == "process" and alarm.level == "rate_of_change":
-                self.detector.restore(index, RATE, 1)
+                self.detector.restore(index, RATE, 1, alarm.peak)
             elif alarm.kind == "process" and alarm.level in codes:
                 self.detector.restore(index, PROCESS, codes[alarm.level], alarm.peak)
 
@@ -137,6 +150,21 @@ class Evaluation:
             self._recovering.discard(i)
             device = self.registry.devices[i]
             out += self.book.communication(device, True, int(batch.ts.max()), "offline", "data again")
+        return out
+
+    def _back_online(self, batch: ReadingBatch) -> list[AlarmEvent]:
+        """Clear the offline alarm of devices with readings in this read, if every batch of it was
+        accepted after the offline (``self.cursor``, not moved yet, is the batch before the read)."""
+        offline = self.book.offline
+        ready = [d for d, (position, _) in offline.items() if self.cursor >= position]
+        if not ready:
+            return []
+        device = self.detector.device_of[batch.sensor]
+        hit = np.isin(device, ready)
+        out: list[AlarmEvent] = []
+        for d in np.unique(device[hit]).tolist():
+            ts = max(int(batch.ts[hit & (device == d)].max()), offline[d][1])  # never before the offline
+            out += self.book.communication(self.registry.devices[d], True, ts, "offline", "data again")
         return out
 
     def _build_suppressors(self) -> tuple[np.ndarray, dict[int, list[str]], dict[int, bool]]:

@@ -12,7 +12,7 @@ going), :mod:`~alerts.book.actions` (operators' actions, cases, maintenance, rep
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from alerts.book.actions import Actions
 from alerts.book.queries import Queries
 from alerts.book.store import BookStore
 from alerts.book.transitions import Conditions
-from alerts.detector import Transitions
+from alerts.detector import Extremes, Transitions
 from alerts.model import Alarm, AlarmEvent
 from alerts.scope import Within
 from gateway.registry import DeviceInfo, Registry, SensorInfo
@@ -86,6 +86,18 @@ class AlarmBook:
     def communication(self, device: DeviceInfo, online: bool, ts_ns: int, level: str,
                       reason: str) -> list[AlarmEvent]:
         return self._conditions.communication(device, online, ts_ns, level, reason)
+
+    def follow(self, extremes: Extremes) -> None:
+        self._conditions.follow(extremes)
+
+    @property
+    def offline(self) -> dict[int, tuple[int, int]]:
+        """Device index -> (position of the accepted log, epoch ns) of its offline, while active."""
+        return self._conditions.offline
+
+    def stamp_offline_with(self, position: Callable[[], int]) -> None:
+        """How to read the position of the log of accepted batches that an offline is stamped with."""
+        self._conditions.position = position
 
     def points_read(self, points: list[SensorInfo], ok: bool, ts_ns: int, reason: str) -> list[AlarmEvent]:
         return self._conditions.points_read(points, ok, ts_ns, reason)

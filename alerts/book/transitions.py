@@ -5,7 +5,9 @@ A condition raises the current alarm of its slot (a sensor's process level, its 
 fault; a device's communication; a gateway or grid condition) or opens one: while the alarm's case
 is open the condition coming back re-raises the same alarm, after the close it opens a new alarm
 linked (``linked_to``) to the closed one. An alarm born while its device is in maintenance or its
-sensor is suppressed is born out of service or suppressed. Every change follows
+sensor is suppressed is born out of service or suppressed. While a process or rate alarm is
+active, :meth:`Conditions.follow` keeps its ``value`` (the latest reading) and ``peak`` (the most
+extreme) up to date, once per evaluated batch and without an event. Every change follows
 :data:`~alerts.model.TRANSITIONS`; a pair the table does not have raises
 :class:`~gateway.errors.AlarmError`. The moves into and out of a hidden state (:meth:`hide`,
 :meth:`unhide`) and :meth:`clear` are also what the operators' actions use.
@@ -14,10 +16,10 @@ sensor is suppressed is born out of service or suppressed. Every change follows
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from alerts.book.store import BookStore, next_or_refuse, slot
-from alerts.detector import FAULT, LEVEL_NAMES, RATE, Transitions
+from alerts.detector import FAULT, LEVEL_NAMES, RATE, Extremes, Transitions
 from alerts.model import CLOSED, NORMAL, OUT_OF_SERVICE, SUPPRESSED, TRANSITIONS, Alarm, AlarmEvent
 from gateway.errors import AlarmError
 from gateway.registry import DeviceInfo, SensorInfo
@@ -30,6 +32,17 @@ class Conditions:
 
     def __init__(self, store: BookStore) -> None:
         self.store = store
+        # The position of the log of accepted batches now (the evaluation says how to read it): an
+        # offline is stamped with it, and only readings accepted after it bring the device back.
+        self.position: Callable[[], int] = lambda: 0
+        # device index -> (position, epoch ns) of its latest offline, while its offline alarm is active;
+        # one open at start has position 0: its next evaluated reading clears it
+        self.offline: dict[int, tuple[int, int]] = {}
+        for (device_id, kind), alarm_id in store.open.items():
+            ent, _, dev = device_id.partition("/")
+            device = store.registry.devices_by_id.get((ent, dev)) if kind == "communication" else None
+            if device is not None and self._offline_now(device):
+                self.offline[device.index] = (0, store.get(alarm_id).raised_at * 1_000_000)
 
     def apply(self, tr: Transitions) -> list[AlarmEvent]:
         """Record the detector's transitions; return the events they made, in order."""
@@ -81,9 +94,38 @@ class Conditions:
         ts_ms = ts_ns // 1_000_000
         with self.store.tx():
             if online:
-                return self.clear(device.device_id, "communication", level, None, ts_ms)
-            return self._raise(device.device_id, "communication", level, None, None, ts_ms,
-                               device.enterprise, device.id, None, "", reason)
+                out = self.clear(device.device_id, "communication", level, None, ts_ms)
+            else:
+                out = self._raise(device.device_id, "communication", level, None, None, ts_ms,
+                                  device.enterprise, device.id, None, "", reason)
+            if not self._offline_now(device):
+                self.offline.pop(device.index, None)
+            elif not online and level == "offline":  # a repeated offline: only what comes after it counts
+                self.offline[device.index] = (self.position(), ts_ns)
+            return out
+
+    def _offline_now(self, device: DeviceInfo) -> bool:
+        alarm_id = self.store.open.get((device.device_id, "communication"))
+        if alarm_id is None:
+            return False
+        alarm = self.store.get(alarm_id)
+        return alarm.in_alarm and alarm.level == "offline"
+
+    def follow(self, ex: Extremes) -> None:
+        """The latest value and the peak of active process and rate alarms (the detector's
+        :class:`~alerts.detector.Extremes` of a batch): one UPDATE per alarm, no event (a new peak is
+        no step of the alarm's life, and pushing it would be noise)."""
+        if not len(ex):
+            return
+        sensors, open_ = self.store.registry.sensors, self.store.open
+        rows = []
+        for s, c, v, p in zip(ex.sensor.tolist(), ex.condition.tolist(), ex.value.tolist(), ex.peak.tolist(),
+                              strict=True):
+            alarm_id = open_.get((sensors[s].sensor_id, "rate" if c == RATE else "process"))
+            if alarm_id is not None:
+                rows.append((v, p, alarm_id))
+        with self.store.tx():
+            self.store.db.executemany("UPDATE alarms SET value = ?, peak = ? WHERE id = ? AND in_alarm = 1", rows)
 
     def points_read(self, points: list[SensorInfo], ok: bool, ts_ns: int, reason: str) -> list[AlarmEvent]:
         """Points whose Modbus request keeps failing (``ok=False``): a ``read_error`` fault alarm each,
