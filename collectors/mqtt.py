@@ -13,9 +13,12 @@ client uses ``manual_ack``; a QoS 1 message gets its PUBACK, in arrival order, o
 storage (a crash loses what the intake held until the durable outbox lands); what was received but
 not accepted when the collector stops is redelivered, so duplicates can occur. A message with some
 bad readings keeps its good ones; problems are counted by reason (message-level ones once per
-message, reading-level ones once per reading) and every message with a problem gets one short JSON
-answer on ``{prefix}/{ent}/{dev}/errors`` naming its first problem. Retained telemetry is refused
-(stale on delivery). paho reconnects on the delay we set after each failure: backoff with jitter.
+message, reading-level ones once per reading) and a message with a problem gets one short JSON
+answer on ``{prefix}/{ent}/{dev}/errors`` naming its first problem, within the device's
+:class:`ErrorBudget` (a broken publisher must not double its own traffic: answers beyond it are
+counted, not sent). Timestamps must lie within ``max_clock_skew`` ahead of the gateway's clock and
+within the storage retention behind it. Retained telemetry is refused (stale on delivery). paho
+reconnects on the delay we set after each failure: backoff with jitter.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt_payload import Part, batch_of, decode_telemetry
+from collectors.mqtt_payload import Part, Window, batch_of, decode_telemetry
 from gateway.clock import Clock, SystemClock
 from gateway.config import RESERVED_ENTERPRISES, MqttSection
 from gateway.errors import PayloadError
@@ -43,6 +46,37 @@ from gateway.registry import Registry
 from gateway.retry import Backoff
 
 log = logging.getLogger(__name__)
+DAY_NS = 86_400 * 1_000_000_000
+ERRORS_PER_SECOND = 1.0  # answers on a device's errors topic, on average...
+ERRORS_BURST = 5  # ...and at most this many at once
+
+
+class ErrorBudget:
+    """A token bucket per device for the answers on its ``errors`` topic (paho's thread only).
+
+    Configured devices have a bucket each; every unknown topic shares one, so that publishers
+    inventing device names cannot grow the table.
+    """
+
+    def __init__(self, clock: Clock, rate: float = ERRORS_PER_SECOND, burst: int = ERRORS_BURST) -> None:
+        self.clock = clock
+        self.rate, self.burst = rate, float(burst)
+        self._buckets: dict[object, tuple[float, int]] = {}  # key -> (tokens, at ns)
+        self.sent = 0
+        self.suppressed = 0
+
+    def allow(self, key: object) -> bool:
+        now = self.clock.now_ns()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0, now - at) * self.rate / 1e9)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if allowed:
+            self.sent += 1
+        else:
+            self.suppressed += 1
+        return allowed
+
 
 @dataclass(slots=True)
 class _Group:
@@ -60,12 +94,16 @@ class MqttCollector:
     def __init__(self, cfg: MqttSection, registry: Registry, intake: Intake, client_id: str, *,
                  clock: Clock | None = None, max_groups: int = 4, group_readings: int = 50_000,
                  group_messages: int = 2_000, linger: float = 0.002,
-                 backoff: tuple[float, float] = (0.5, 30.0)) -> None:
+                 backoff: tuple[float, float] = (0.5, 30.0),
+                 errors: tuple[float, int] = (ERRORS_PER_SECOND, ERRORS_BURST)) -> None:
         self.cfg = cfg
         self.registry = registry
         self.intake = intake
         self.client_id = client_id
         self.clock = clock or SystemClock()
+        self._max_ahead_ns = int(cfg.max_clock_skew * 1e9)
+        self._max_age_ns = registry.config.storage.retention_days * DAY_NS
+        self.errors = ErrorBudget(self.clock, *errors)
         self.prefix = cfg.prefix.rstrip("/")
         self._devices = {k: d for k, d in registry.devices_by_id.items() if d.protocol == "mqtt"}
         self._max_groups = max_groups
@@ -91,7 +129,8 @@ class MqttCollector:
     def health(self) -> dict:
         return {"connected": self.connected, "subscribed": self.subscribed, "messages": self.messages,
                 "readings": self.readings, "rejected": self.rejected, "reconnects": self.reconnects,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "errors_sent": self.errors.sent,
+                "errors_suppressed": self.errors.suppressed}
 
     # -- the asyncio side --------------------------------------------------------------------
 
@@ -229,7 +268,8 @@ class MqttCollector:
             elif msg.retain:
                 raise PayloadError("retained", "retained telemetry is stale on delivery: use retain=false")
             else:
-                decoded = decode_telemetry(msg.payload, device.points, self.clock.now_ns())
+                window = Window(self.clock.now_ns(), self._max_ahead_ns, self._max_age_ns)
+                decoded = decode_telemetry(msg.payload, device.points, window)
                 readings, n = decoded.parts, decoded.readings
                 if decoded.problems:
                     self._report(client, topic, ent, dev, decoded.problems, n)
@@ -265,6 +305,9 @@ class MqttCollector:
             self.rejected += count
         if ent in RESERVED_ENTERPRISES:
             return  # never write into the gateway's own output namespace
+        device = self._devices.get((ent, dev))
+        if not self.errors.allow(None if device is None else device.index):
+            return  # counted above all the same
         more = sum(c for c, _ in problems.values()) - 1
         detail = first_detail + (f" (+{more} more rejected)" if more else "")
         detail += f"; {kept} readings kept" if kept else ""

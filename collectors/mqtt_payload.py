@@ -6,6 +6,10 @@ plain numbers for known points go through a C-level fast path (``np.fromiter``),
 through a per-value path that records why a reading was refused. Refused readings do not spoil
 the good ones of the same message: :func:`decode_telemetry` raises :class:`PayloadError` only when
 nothing of the message is usable, and otherwise returns the readings with their problems.
+
+A timestamp must also be plausible against the gateway's clock (:class:`Window`): an object stamped
+more than the allowed clock skew ahead (``ts_future``) or older than the stores keep (``ts_too_old``,
+beyond the retention) is refused with all its values; the other objects of the message are kept.
 """
 
 from __future__ import annotations
@@ -46,6 +50,26 @@ class Decoded:
             self.problems[reason] = [n, detail]
         else:
             entry[0] += n
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The timestamps accepted now: ``[now - max_age, now + max_ahead]`` (ns, on the gateway's clock)."""
+
+    now_ns: int
+    max_ahead_ns: int
+    max_age_ns: int
+
+    def refuse(self, ts_ns: int) -> tuple[str, str] | None:
+        """Why a reading stamped ``ts_ns`` is refused (reason, detail), or None."""
+        ahead = ts_ns - self.now_ns
+        if ahead > self.max_ahead_ns:
+            return "ts_future", (f"ts is {ahead / 1e9:.0f} s ahead of the gateway's clock"
+                                 f" (max_clock_skew {self.max_ahead_ns / 1e9:g} s)")
+        if -ahead > self.max_age_ns:
+            return "ts_too_old", (f"ts is {-ahead / 86_400e9:.1f} days old, beyond the retention"
+                                  f" ({self.max_age_ns / 86_400e9:g} days)")
+        return None
 
 
 def _ts_ns(ts: object) -> int:
@@ -107,11 +131,12 @@ def _decode_values(values: dict, points: Mapping[str, int], ts_ns: int, out: Dec
         out.readings += len(sensors)
 
 
-def decode_telemetry(payload: bytes, points: Mapping[str, int], now_ns: int) -> Decoded:
+def decode_telemetry(payload: bytes, points: Mapping[str, int], window: Window) -> Decoded:
     """Decode a telemetry payload for a device whose points map key → sensor index.
 
-    Raises PayloadError when nothing of the message can be used; otherwise returns the readings
-    with the problems of the parts that were refused.
+    An object without ``ts`` is stamped ``window.now_ns``; one whose ``ts`` lies outside the window
+    is refused. Raises PayloadError when nothing of the message can be used; otherwise returns the
+    readings with the problems of the parts that were refused.
     """
     finite = True
     try:
@@ -140,11 +165,18 @@ def decode_telemetry(payload: bytes, points: Mapping[str, int], now_ns: int) -> 
             out.problem("bad_shape", f"{where}unknown key {extra!r:.40} (allowed: ts, values)", len(values))
             continue
         ts = obj.get("ts")
-        try:
-            ts_ns = now_ns if ts is None else _ts_ns(ts)
-        except PayloadError as exc:
-            out.problem(exc.reason, where + exc.detail, len(values))
-            continue
+        if ts is None:
+            ts_ns = window.now_ns
+        else:
+            try:
+                ts_ns = _ts_ns(ts)
+            except PayloadError as exc:
+                out.problem(exc.reason, where + exc.detail, len(values))
+                continue
+            refused = window.refuse(ts_ns)
+            if refused is not None:
+                out.problem(refused[0], where + refused[1], len(values))
+                continue
         _decode_values(values, points, ts_ns, out, finite)
     return out
 

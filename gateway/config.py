@@ -78,6 +78,7 @@ class MqttSection(Strict):
     client_id: str | None = None  # default: "gridgate-{gateway.id}"
     keepalive: int = Field(30, ge=5, le=3600)
     max_payload: int = Field(256 * 1024, ge=1024)
+    max_clock_skew: float = Field(300.0, gt=0)  # s: a telemetry ts further ahead is refused (ts_future)
 
     @model_validator(mode="after")
     def _url_scheme(self) -> MqttSection:

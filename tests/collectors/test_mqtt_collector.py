@@ -20,7 +20,7 @@ from simulators.scenarios import Scenario
 from tests.helpers import until
 
 PREFIX = "gridgate/v1"
-TS = 1_700_000_000_000  # epoch ms
+TS = (int(time.time()) - 3600) * 1000  # epoch ms, an hour ago: within the retention and the clock skew
 NS = 1_000_000
 
 
@@ -153,6 +153,8 @@ MALFORMED = [
     ("acme/tank/telemetry", b'{"values": {"t1": NaN}}', "non_finite", True),
     ("acme/tank/telemetry", {"ts": 1_700_000_000, "values": {"t1": 1}}, "bad_ts", True),
     ("acme/tank/telemetry", {"ts": "now", "values": {"t1": 1}}, "bad_ts", True),
+    ("acme/tank/telemetry", {"ts": TS + 3 * 3_600_000, "values": {"t1": 1}}, "ts_future", True),  # 2 h ahead
+    ("acme/tank/telemetry", {"ts": TS - 40 * 86_400_000, "values": {"t1": 1}}, "ts_too_old", True),
     ("acme/tank/telemetry", {"values": {"t1": {"v": 1, "q": "great"}}}, "bad_quality", True),
     ("acme/tank/telemetry", BIG, "too_large", True),
     ("acme/ghost/telemetry", {"values": {"t1": 1}}, "unknown_device", True),
@@ -165,7 +167,7 @@ MALFORMED = [
 
 def test_malformed_payloads_are_rejected_and_answered(mosquitto):
     async def main() -> None:
-        async with Running(mosquitto.url) as gw:
+        async with Running(mosquitto.url, errors=(1.0, len(MALFORMED))) as gw:  # every one answered
             peer = Peer(mosquitto.url, subscribe=f"{PREFIX}/+/+/errors")
             t1 = gw.sensor("acme/tank/t1")
             for i, (topic, payload, reason, answered) in enumerate(MALFORMED):

@@ -84,9 +84,10 @@ def test_gateway_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:
             pub.connect("127.0.0.1", mosquitto.port)
             pub.loop_start()
             topic = "gridgate/v1/e1/th/telemetry"
-            pub.publish(topic, orjson.dumps({"ts": 1_700_000_000_000, "values": {"t1": 21.5}}), qos=1)
+            base = int(time.time() * 1000) - 2000  # within the retention and the clock skew
+            pub.publish(topic, orjson.dumps({"ts": base, "values": {"t1": 21.5}}), qos=1)
             pub.publish(topic, b"{not json", qos=1)
-            pub.publish(topic, orjson.dumps({"ts": 1_700_000_001_000, "values": {"t1": 22.5}}), qos=1)
+            pub.publish(topic, orjson.dumps({"ts": base + 1000, "values": {"t1": 22.5}}), qos=1)
             await until(lambda: gw.store.count("e1/th/t1") == 2, 10, "two MQTT readings stored")
             pub.loop_stop()
             pub.disconnect()
