@@ -7,10 +7,11 @@ and its fixed poll schedule on the monotonic clock: a tick that finds the previo
 running is skipped and counted. Each poll is one :class:`ReadingBatch` at the poll's time.
 
 A poll is several requests and **each fails on its own**: the points of a failed request get no
-reading for that tick, and once a point's request has been failing for the point's ``on_delay``
-while other requests of the device still read, the point gets one ``read_error`` fault alarm
-naming the error (a Modbus exception, a timeout, a bad answer), cleared by its first good read. A
-device of which nothing reads is one fault, not one per point: its communication alarm.
+reading for that tick (one lost answer is a gap, not a fault); once a point's request has failed
+twice in a row and for the point's ``on_delay`` while other requests of the device still read,
+the point gets one ``read_error`` fault alarm naming the error (a Modbus exception, a timeout, a
+bad answer), cleared by its first good read. A device of which nothing reads is one fault, not one
+per point: its communication alarm.
 
 A request failing ``QUARANTINE_AFTER`` times in a row is quarantined: asked again every
 ``QUARANTINE_RETRY`` seconds with a short timeout, so that one bad block does not cost the device's
@@ -51,6 +52,7 @@ BACKOFF_MAX = 10.0
 QUARANTINE_AFTER = 3  # failures in a row
 QUARANTINE_RETRY = 120.0  # seconds between attempts at a quarantined request
 QUARANTINE_TIMEOUT = 0.2  # seconds: a quarantined request may not cost more
+READ_ERROR_AFTER = 2  # failures in a row before a point's read error may be raised (then its on_delay)
 RETRIED_CODES = frozenset({5, 6})  # acknowledge, server busy: asked again once within the tick
 
 
@@ -202,7 +204,7 @@ class ModbusPoller:
 
     def _request_failed(self, st: _RequestState, exc: CollectorError, now: float) -> None:
         kind = (f"exception_{exc.code}" if isinstance(exc, ModbusExceptionError)
-                else "timeout" if isinstance(exc, CollectorTimeout) else "read_error")
+                else "timeout" if isinstance(exc, CollectorTimeout) else getattr(exc, "kind", "read_error"))
         self.errors[kind] += 1
         self.request_failures += 1
         self.last_error = str(exc)
@@ -220,6 +222,8 @@ class ModbusPoller:
     async def _report_read_errors(self, st: _RequestState, now: float, ts: int) -> None:
         """One ``read_error`` per point of a failing request, once its ``on_delay`` has passed."""
         assert st.failing_since is not None
+        if st.failures < READ_ERROR_AFTER:  # one lost answer is a gap in the series, not a fault
+            return
         due = ~st.reported & (now - st.failing_since >= st.on_delay)
         if due.any():
             st.reported |= due

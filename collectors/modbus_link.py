@@ -133,7 +133,8 @@ class ModbusLink:
             return
         now = time.monotonic()
         if now < self._retry_at:
-            raise CollectorReadError(f"cannot connect to {self.endpoint}; next attempt in {self._retry_at - now:.1f} s")
+            wait = self._retry_at - now
+            raise LinkError("connect", f"cannot connect to {self.endpoint}; next attempt in {wait:.1f} s")
         self.connects += 1
         # the transport's own connect: the client's wrapper sleeps 0.1 s after every connect, which a
         # device that closes after each answer would pay on every request
@@ -141,7 +142,7 @@ class ModbusLink:
             delay = self._backoff.next()
             self._retry_at = now + delay
             self._fail("connect", f"cannot connect to {self.endpoint}")
-            raise CollectorReadError(f"cannot connect to {self.endpoint}; next attempt in {delay:.1f} s")
+            raise LinkError("connect", f"cannot connect to {self.endpoint}; next attempt in {delay:.1f} s")
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
@@ -165,7 +166,7 @@ class ModbusLink:
         problem = self._check(rsp, unit, table, count)
         if problem:
             self._drop("bad_response", f"{what}: {problem}")
-            raise CollectorReadError(f"{what}: bad response discarded: {problem}")
+            raise LinkError("bad_response", f"{what}: bad response discarded: {problem}")
         if rsp.isError():
             code = int(getattr(rsp, "exception_code", 0))
             self._fail(f"exception_{code}", f"{what}: exception {code}")
@@ -212,8 +213,19 @@ class ModbusLink:
                 "errors": dict(self.errors), "last_error": self.last_error}
 
 
-class _Closed(CollectorReadError):
+class LinkError(CollectorReadError):
+    """A request that failed on the link: ``kind`` is ``connect``, ``closed`` or ``bad_response``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+class _Closed(LinkError):
     """The connection was closed or reset while a request waited for its answer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("closed", message)
 
 
 EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "server device failure",

@@ -182,6 +182,7 @@ def _sim_arguments(s: argparse.ArgumentParser) -> None:
 
 def _bench_arguments(b: argparse.ArgumentParser) -> None:
     from gateway.root.bench import alarms as bench_alarms
+    from gateway.root.bench import faults as bench_faults
     from gateway.root.bench import ingest as bench_ingest
     from gateway.root.bench import modbus as bench_modbus
     from gateway.root.bench import soak as bench_soak
@@ -200,6 +201,9 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
     ba = bsub.add_parser("alarms", help="alarm events through the gateway to a live subscriber; statistics queries")
     bench_alarms.add_arguments(ba)
     ba.set_defaults(func=_bench, bench_run=bench_alarms.run)
+    bf = bsub.add_parser("faults", help="the Modbus collector against each way a field device misbehaves")
+    bench_faults.add_arguments(bf)
+    bf.set_defaults(func=_bench, bench_run=bench_faults.run)
     bk = bsub.add_parser("soak", help="gridgate run against gridgate sim modbus for minutes; samples per minute")
     bench_soak.add_arguments(bk)
     bk.set_defaults(func=_bench, bench_run=bench_soak.run)

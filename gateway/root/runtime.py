@@ -72,10 +72,11 @@ class Gateway:
         from collectors.mqtt import MqttCollector
 
         if self.registry.devices_of("modbus"):
-            self.collectors["modbus"] = ModbusCollector(self.registry, self.intake)
+            self.collectors["modbus"] = ModbusCollector(self.registry, self.intake, self.clock)
         if self.registry.devices_of("mqtt"):
             client_id = self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}"
-            self.collectors["mqtt"] = MqttCollector(self.config.mqtt, self.registry, self.intake, client_id)
+            self.collectors["mqtt"] = MqttCollector(self.config.mqtt, self.registry, self.intake, client_id,
+                                                    clock=self.clock)
 
     async def run(self, api: Callable[[Gateway], Awaitable[None]] | None = None) -> None:
         """Run until cancelled; ``api`` (given the gateway) is started last, if given."""

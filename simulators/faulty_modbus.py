@@ -1,5 +1,6 @@
 """A Modbus TCP device that misbehaves the ways field devices do, written on asyncio streams from the
-specification (not on pymodbus, so the collector is tested against a second implementation).
+specification (not on pymodbus, so the collector is tested and measured against a second
+implementation; ``gridgate bench faults`` and the collector's fault tests use it).
 
 Serves function codes 1–4 for any number of unit ids behind one address (a serial device server),
 each unit with its own registers. What it does wrong is set per unit or per device: an exception
@@ -16,7 +17,7 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 
-from tests.peers import free_port
+from simulators.brokers import free_port
 
 
 @dataclass
