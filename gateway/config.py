@@ -143,11 +143,24 @@ class ChatterSection(Strict):
     window: float = Field(60, gt=0)
 
 
+class ReportsSection(Strict):
+    """Public hazard reports' own limits, beside ``[api] reports_per_hour`` per client address.
+
+    A place (an enterprise, or a grid for a report naming no enterprise) has at most one open
+    report alarm: further reports about it add to its count. A grid opens at most ``per_grid``
+    report alarms within ``window`` seconds; past that, reports go to the grid's own report alarm.
+    """
+
+    per_grid: int = Field(5, ge=1)
+    window: float = Field(3600, gt=0)
+
+
 class AlarmsSection(Strict):
     escalate_after: EscalateAfter = EscalateAfter()
     max_shelve: float = Field(8 * 3600, gt=0, le=7 * 86400)  # the longest shelf, seconds
     flood: FloodSection = FloodSection()
     chatter: ChatterSection = ChatterSection()
+    reports: ReportsSection = ReportsSection()
 
 
 class WebhookNotifierConfig(Strict):

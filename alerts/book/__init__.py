@@ -15,14 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
-from alerts.book.actions import Actions
+from alerts.book.actions import DEFAULT_REPORT_LIMITS, Actions
 from alerts.book.queries import Queries
 from alerts.book.store import BookStore
 from alerts.book.transitions import Conditions
 from alerts.detector import Extremes, Transitions
 from alerts.model import Alarm, AlarmEvent
 from alerts.scope import Within
+from gateway.config import ReportsSection
 from gateway.registry import DeviceInfo, Registry, SensorInfo
 
 __all__ = ["AlarmBook"]
@@ -149,8 +151,8 @@ class AlarmBook:
         return self._actions.close_case(alarm_id, actor, note, now_ms, scope)
 
     def report(self, grid: str, enterprise: str, text: str, location: str | None, contact: str | None,
-               client: str, now_ms: int) -> AlarmEvent:
-        return self._actions.report(grid, enterprise, text, location, contact, client, now_ms)
+               client: str, now_ms: int, limits: ReportsSection = DEFAULT_REPORT_LIMITS) -> AlarmEvent:
+        return self._actions.report(grid, enterprise, text, location, contact, client, now_ms, limits)
 
     def flag_chattering(self, alarm_id: int, ts_ms: int, note: str) -> AlarmEvent | None:
         return self._actions.flag_chattering(alarm_id, ts_ms, note)
@@ -179,7 +181,7 @@ class AlarmBook:
     def history(self, alarm_id: int, scope: Within | Collection[str] | None = None) -> list[AlarmEvent]:
         return self._queries.history(alarm_id, scope)
 
-    def report_details(self, alarm_id: int) -> dict[str, str | None] | None:
+    def report_details(self, alarm_id: int) -> dict[str, Any] | None:
         return self._queries.report_details(alarm_id)
 
     def read(self, sql: str, args: Iterable[object] = ()) -> list[tuple]:

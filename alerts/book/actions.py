@@ -15,8 +15,11 @@ from alerts.book.store import SELECT, BookStore, next_or_refuse, row_to_alarm, s
 from alerts.book.transitions import Conditions
 from alerts.model import CASES, CLOSED, NORMAL, OUT_OF_SERVICE, RESOLVED, SHELVED, TRANSITIONS, UNACK, Alarm, AlarmEvent
 from alerts.scope import ScopeArg
+from gateway.config import ReportsSection
 from gateway.errors import AlarmError
 from gateway.registry import DeviceInfo
+
+DEFAULT_REPORT_LIMITS = ReportsSection()
 
 
 def _case_next(alarm: Alarm, action: str) -> str:
@@ -25,6 +28,12 @@ def _case_next(alarm: Alarm, action: str) -> str:
         hint = " (waiting for the department to report back)" if alarm.case == "dispatched" else ""
         raise AlarmError(f"alarm {alarm.id} is {alarm.case}{hint}: {action} is not allowed")
     return nxt
+
+
+def _report_where(location: str | None, about: str | None) -> list[str]:
+    """The lines of a report's note that say where: its location, and the enterprise it names when
+    the grid's report alarm took it."""
+    return ([f"location: {location}"] if location else []) + ([f"about enterprise: {about}"] if about else [])
 
 
 def _refuse_closed(alarm: Alarm, action: str) -> None:
@@ -229,14 +238,34 @@ class Actions:
     # -- public reports, chattering, audit records -------------------------------------------------
 
     def report(self, grid: str, enterprise: str, text: str, location: str | None, contact: str | None,
-               client: str, now_ms: int) -> AlarmEvent:
-        """A hazard report from the public: an alarm of kind ``report`` routed like any other."""
+               client: str, now_ms: int, limits: ReportsSection = DEFAULT_REPORT_LIMITS) -> AlarmEvent:
+        """A hazard report from the public: an alarm of kind ``report`` routed like any other, or one
+        more report on the open report alarm of its place.
+
+        The place is the enterprise, or the grid for a report that names none. While the place has
+        an open report alarm (its condition active: not resolved) the report is added to it: its
+        ``value`` counts the reports, and a ``reported`` event keeps the text (its location, contact
+        and address in ``report_additions``). A grid opens at most ``limits.per_grid`` report alarms
+        in ``limits.window``; past that a report about an enterprise goes to the grid's own report
+        alarm, saying which enterprise it is about. A burst of reports about one place is one alarm.
+        """
         store = self.store
         with store.tx():
+            about = None
+            open_id = self._open_report(grid, enterprise)
+            if open_id is None and enterprise:
+                since = now_ms - int(limits.window * 1000)
+                opened = store.db.execute("SELECT COUNT(*) FROM alarms WHERE kind = 'report' AND grid = ?"
+                                          " AND raised_at > ?", (grid, since)).fetchone()[0]
+                if opened >= limits.per_grid:  # the grid's budget is spent: its own report alarm takes it
+                    about, enterprise = enterprise, ""
+                    open_id = self._open_report(grid, "")
+            if open_id is not None:
+                return self._add_report(open_id, text, location, contact, client, about, now_ms)
             cur = store.db.execute(
                 "INSERT INTO alarms (sensor_id, enterprise, device, point, grid, kind, level, value, peak,"
                 " unit, state, raised_at, updated_at, reason, in_alarm) VALUES ('', ?, '', NULL, ?, 'report',"
-                " 'report', NULL, NULL, '', ?, ?, ?, ?, 1)", (enterprise, grid, UNACK, now_ms, now_ms, text))
+                " 'report', 1, NULL, '', ?, ?, ?, ?, 1)", (enterprise, grid, UNACK, now_ms, now_ms, text))
             alarm_id = int(cur.lastrowid or 0)
             sensor_id = f"report/{alarm_id}"
             store.db.execute("UPDATE alarms SET sensor_id = ? WHERE id = ?", (sensor_id, alarm_id))
@@ -244,7 +273,25 @@ class Actions:
                              (alarm_id, location, contact, client))
             store.open[(sensor_id, "report")] = alarm_id
             store.raised += 1
-            return store.event(alarm_id, "raise", now_ms, "public", f"location: {location}" if location else None)
+            note = "\n".join(_report_where(location, about)) or None
+            return store.event(alarm_id, "raise", now_ms, "public", note)
+
+    def _open_report(self, grid: str, enterprise: str) -> int | None:
+        """The newest report alarm of a place whose condition is still active."""
+        row = self.store.db.execute(
+            "SELECT MAX(id) FROM alarms WHERE kind = 'report' AND grid = ? AND enterprise = ? AND in_alarm = 1"
+            " AND case_state != ?", (grid, enterprise, CLOSED)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def _add_report(self, alarm_id: int, text: str, location: str | None, contact: str | None, client: str,
+                    about: str | None, now_ms: int) -> AlarmEvent:
+        store = self.store
+        store.db.execute("UPDATE alarms SET value = COALESCE(value, 1) + 1, updated_at = ? WHERE id = ?",
+                         (now_ms, alarm_id))
+        ev = store.event(alarm_id, "reported", now_ms, "public", "\n".join([text, *_report_where(location, about)]))
+        store.db.execute("INSERT INTO report_additions (event_id, alarm_id, location, contact, client)"
+                         " VALUES (?,?,?,?,?)", (ev.id, alarm_id, location, contact, client))
+        return ev
 
     def flag_chattering(self, alarm_id: int, ts_ms: int, note: str) -> AlarmEvent | None:
         """Mark an alarm as chattering (once): an event in its history, counted in the statistics."""

@@ -8,6 +8,7 @@ what a caller may see; an alarm outside the scope is not found, as one that does
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 from alerts.book.store import EVENT_COLUMNS, SELECT, BookStore, row_to_alarm, row_to_event
 from alerts.model import ACTIVE_STATES, CLOSED, HIDDEN_STATES, PRIORITY, PRIORITY_NAMES, Alarm, AlarmEvent
@@ -108,11 +109,18 @@ class Queries:
                                          (after, limit)).fetchall()
         return [(r[0], None if r[7] == 0 else row_to_event(r)) for r in rows]
 
-    def report_details(self, alarm_id: int) -> dict[str, str | None] | None:
+    def report_details(self, alarm_id: int) -> dict[str, Any] | None:
+        """A report alarm's first location and contact, and those of the reports added to it since
+        (``more``: the event of each, whose note has its text)."""
         with self.store.lock:
             row = self.store.db.execute("SELECT location, contact FROM reports WHERE alarm_id = ?",
                                         (alarm_id,)).fetchone()
-        return None if row is None else {"location": row[0], "contact": row[1]}
+            more = self.store.db.execute("SELECT event_id, location, contact FROM report_additions"
+                                         " WHERE alarm_id = ? ORDER BY event_id", (alarm_id,)).fetchall()
+        if row is None:
+            return None
+        return {"location": row[0], "contact": row[1],
+                "more": [{"event": r[0], "location": r[1], "contact": r[2]} for r in more]}
 
     def read(self, sql: str, args: Iterable[object] = ()) -> list[tuple]:
         """A read-only query over the book's tables (statistics)."""

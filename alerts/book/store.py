@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS suppression (
 CREATE TABLE IF NOT EXISTS reports (
     alarm_id INTEGER PRIMARY KEY REFERENCES alarms (id), location TEXT, contact TEXT, client TEXT
 );
+CREATE TABLE IF NOT EXISTS report_additions (
+    event_id INTEGER PRIMARY KEY REFERENCES events (id), alarm_id INTEGER NOT NULL REFERENCES alarms (id),
+    location TEXT, contact TEXT, client TEXT
+);
+CREATE INDEX IF NOT EXISTS report_additions_alarm ON report_additions (alarm_id);
 CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 # Columns added after the first release: added to an older book when it is opened.

@@ -6,9 +6,13 @@ reach them. A report becomes an alarm of kind ``report`` in that grid, routed to
 duty like any alarm, escalated when nobody acknowledges it, and handled through the same case
 flow (dispatch, resolve, close). The reporter gets the report's number, nothing of the book.
 
-Each client address may send ``[api] reports_per_hour`` reports in any hour (a sliding window);
-one more is a 429 with ``Retry-After``. Behind a reverse proxy every report comes from the proxy's
-address: put the limit at the proxy, or raise this one.
+Reports have limits of their own and never count toward a grid's alarm flood. Each client
+address may send ``[api] reports_per_hour`` reports in any hour (a sliding window); one more is a
+429 with ``Retry-After``. Behind a reverse proxy every report comes from the proxy's address: put
+the limit at the proxy, or raise this one. The book then limits the alarms reports open
+(``[alarms.reports]``): one open report alarm per place (an enterprise, or a grid), which further
+reports about it add to (a count, and each text in its history), and at most ``per_grid`` new
+report alarms per grid in ``window``. A burst about one place is one alarm for the officer.
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ async def report(gateway: GatewayDep, request: Request, body: ReportBody) -> dic
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             f"at most {gateway.config.api.reports_per_hour} reports an hour from one address",
                             headers={"Retry-After": str(max(1, int(wait + 0.999)))})
-    event = gateway.book.report(grid, body.enterprise or "", body.text, body.location, body.contact, client, now)
+    event = gateway.book.report(grid, body.enterprise or "", body.text, body.location, body.contact, client, now,
+                                gateway.config.alarms.reports)
     gateway.alarms.dispatch([event])
     return {"id": event.alarm.id, "grid": grid, "received_at": now,
             "status": "received: the grid's safety officers have it"}

@@ -665,7 +665,7 @@ def test_a_public_report_is_a_grid_alarm_for_the_grids_officers(rig: Rig) -> Non
     assert (a.kind, a.level, a.grid, a.enterprise, a.state, a.in_alarm, a.reason) == (
         "report", "report", G1, "", UNACK, True, "smell of gas near the gate")
     assert ev.recipients == ("o1",) and ev.pushed
-    assert book.report_details(a.id) == {"location": "gate 2", "contact": "138..."}
+    assert book.report_details(a.id) == {"location": "gate 2", "contact": "138...", "more": []}
     mine, theirs = Within(frozenset({"e1"}), frozenset({G1})), Within(frozenset({"e2"}), frozenset({G2}))
     assert book.get(a.id, mine) == a and [x.id for x in book.list_alarms(mine)] == [a.id]
     assert [e.id for e in book.events_since(0, mine)] == [ev.id]

@@ -115,7 +115,10 @@ def test_public_report_is_routed_and_handled_as_a_case(server: ApiServer) -> Non
     with server.client("zhang") as zhang, server.client("wang") as wang, server.client("fire") as fire:
         mine = zhang.get(f"/alarms/{rid}").json()
         assert (mine["kind"], mine["grid"], mine["state"]) == ("report", G1, "unacknowledged")
-        assert mine["report"] == {"location": None, "contact": "13900000000"}
+        assert (mine["report"]["location"], mine["report"]["contact"]) == (None, "13900000000")
+        # the third report was about the same enterprise: one more on its open report alarm
+        assert mine["value"] == 2 and [(h["type"], h["note"]) for h in mine["history"]][1] == ("reported", "third")
+        assert [m["contact"] for m in mine["report"]["more"]] == [None]
         assert mine["history"][0]["recipients"] == ["zhang"]
         assert zhang.get(f"/alarms/{g2}").status_code == 404  # another grid's report
         assert wang.get(f"/alarms/{g2}").json()["report"]["location"] == "石门村村口桥下"
