@@ -1,17 +1,26 @@
 """Alarm floods and chattering alarms (EEMUA 191, ISA-18.2): found, counted, and kept off the pushes.
 
 A **flood**: a grid with more than ``[alarms.flood] alarms`` new alarms within ``window`` seconds.
-At the alarm that crosses the line the grid gets one aggregated notification (a ``flood`` alarm of
-kind system, to the grid's officers, with the count), and from then on the individual condition
-events of that grid (raised, rose, lowered, cleared) are not pushed to the MQTT topics and
-webhooks: they are in the book, the console and the live stream. The flood ends when the window
-holds no more than half the threshold (hysteresis, so it does not flap at the line); the flood
-alarm then clears with the total in its value, and pushes resume. Actions (acknowledgements,
-dispatches), escalations and the alarms of other grids pass as always.
+Public reports are not counted: they have limits of their own (the API's per address, the
+book's per place and grid). At the alarm that crosses the line the grid gets one aggregated
+notification (a ``flood`` alarm of kind system, to the grid's officers, with the count), and from
+then on the condition events (raised, rose, lowered, cleared) of that grid's low and medium
+priority alarms are not pushed to the MQTT topics and webhooks: they are in the book, the console
+and the live stream. The flood ends when the window holds no more than half the threshold
+(hysteresis, so it does not flap at the line); the flood alarm then clears with the total in its
+value, and pushes resume. Actions (acknowledgements, dispatches), escalations and the alarms of
+other grids pass as always.
 
 A **chattering** alarm: ``[alarms.chatter] cycles`` raise/clear cycles within ``window`` seconds.
 It is flagged once (a ``chattering`` event in its history, ``chattering`` true on the alarm) and
 its further raises and clears are not pushed until it has been quiet for the window.
+
+Neither ever holds back what must reach the officer (:func:`always_pushed`): high-high, low-low
+and the gateway's own high priority alarms, and a gas detector's fault or communication loss. A
+flood is a reason to summarise the rest, never to hide a gas leak or a dead gas detector; a
+chattering high-high is flagged (it needs fixing, ISA-18.2) but each of its raises is pushed. A
+further public report about a place with an open report alarm (a ``reported`` event) is never
+pushed: the officer has that alarm, and its count and texts are in the console.
 
 The monitor keeps its windows in memory and reads the clock it is given: tests drive it with
 explicit times. It writes the flood alarms and chattering flags through the alarm book.
@@ -23,10 +32,33 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from alerts.book import AlarmBook
-from alerts.model import AlarmEvent
+from alerts.model import PRIORITY, Alarm, AlarmEvent
 from gateway.config import ChatterSection, FloodSection
+from gateway.registry import Registry
 
 CONDITION_TYPES = frozenset({"raised", "rose", "lowered", "cleared"})
+GAS_KINDS = frozenset({"combustible_gas", "toxic_gas", "oxygen"})
+DETECTOR_TROUBLE = frozenset({"fault", "communication"})  # kinds of a gas detector's own trouble
+
+
+def gas_detectors(registry: Registry) -> frozenset[str]:
+    """Ids (``enterprise/device``) of the devices with a combustible gas, toxic gas or oxygen point."""
+    return frozenset(d.device_id for d in registry.devices
+                     if any(registry.sensors[i].kind in GAS_KINDS for i in d.points.values()))
+
+
+def always_pushed(alarm: Alarm, gas: frozenset[str]) -> bool:
+    """High priority for the pushes: never held by a flood or chattering.
+
+    The high priority levels of :data:`~alerts.model.PRIORITY` (high-high, low-low, data loss),
+    and a fault (a fault reading, a read error) or a communication loss (offline, stale) of a
+    device in ``gas`` (:func:`gas_detectors`), which count as high here: a gas detector that
+    cannot tell is as urgent as one that reads high-high.
+    """
+    if PRIORITY.get(alarm.level, 3) == 1:
+        return True
+    return (alarm.kind in DETECTOR_TROUBLE and alarm.level != "maintenance"
+            and f"{alarm.enterprise}/{alarm.device}" in gas)
 
 
 @dataclass
@@ -49,6 +81,7 @@ class NoiseMonitor:
 
     def __init__(self, book: AlarmBook, flood: FloodSection, chatter: ChatterSection) -> None:
         self.book = book
+        self.gas = gas_detectors(book.registry)
         self.threshold = flood.alarms
         self.flood_window = int(flood.window * 1000)
         self.cycles = chatter.cycles
@@ -72,6 +105,8 @@ class NoiseMonitor:
         made: list[AlarmEvent] = []  # after the given ones: their ids are higher, the stream keeps order
         for ev in events:
             made += self._see(ev)
+            if ev.type == "reported":  # one more report on an open report alarm: in the book only
+                continue
             if self._held(ev):
                 self.counters.held += 1
                 if ev.alarm.grid in self._floods:
@@ -82,7 +117,7 @@ class NoiseMonitor:
 
     def _see(self, ev: AlarmEvent) -> list[AlarmEvent]:
         a = ev.alarm
-        if ev.type != "raised" or a.level == "flood":
+        if ev.type != "raised" or a.level == "flood" or a.kind == "report":
             return []
         made: list[AlarmEvent] = []
         # chattering: the same alarm raised again and again
@@ -117,7 +152,8 @@ class NoiseMonitor:
 
     def _reason(self, grid: str, flood: _Flood) -> str:
         return (f"alarm flood: {flood.count} new alarms in grid {grid} since the flood began (more than "
-                f"{self.threshold} in {self.flood_window / 60_000:g} min); single alarms are in the console")
+                f"{self.threshold} in {self.flood_window / 60_000:g} min); high priority alarms are still pushed,"
+                f" the others are in the console")
 
     def _prune(self, window: deque[int], now_ms: int) -> None:
         while window and window[0] <= now_ms - self.flood_window:
@@ -125,7 +161,7 @@ class NoiseMonitor:
 
     def _held(self, ev: AlarmEvent) -> bool:
         a = ev.alarm
-        if ev.type not in CONDITION_TYPES or a.level == "flood":
+        if ev.type not in CONDITION_TYPES or a.level == "flood" or always_pushed(a, self.gas):
             return False
         if a.grid in self._floods:
             return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.book import AlarmBook
 from alerts.detector import Detector
-from alerts.noise import NoiseMonitor
-from gateway.batch import ReadingBatch
+from alerts.noise import NoiseMonitor, gas_detectors
+from gateway.batch import Quality, ReadingBatch
 from gateway.config import ChatterSection, FloodSection
 from gateway.registry import Registry
 from gateway.root.runtime import Gateway
@@ -158,3 +159,100 @@ def test_flood_through_the_gateway_reaches_the_officer_as_one_notification(tmp_p
     assert got.count(("raised", "flood")) == 1
     assert len(got) == 11, got
     assert health["floods"] == 1 and health["held_back"] == N - 10
+
+
+# -- what a flood or chattering never holds back -----------------------------------------------------
+
+TEMP = {"kind": "temperature", "unit": "°C", "low_low": -10.0, "low": 0.0, "high": 60.0, "high_high": 80.0}
+
+
+def setup_plant(tmp_path: Path) -> tuple[Registry, AlarmBook, Detector, NoiseMonitor]:
+    """Grid 1: gas detectors e1/d1 (N methane points) and e1/o2 (oxygen), and a plant e1/plant
+    (temperatures, no gas)."""
+    plant = mqtt_device("e1", "plant", [{**TEMP, "key": f"t{i}"} for i in range(3)])
+    oxygen = mqtt_device("e1", "o2", [{"key": "o2", "kind": "oxygen", "unit": "%VOL"}])
+    reg = Registry(district([mqtt_device("e1", "d1", many(N)), plant, oxygen]))
+    book = AlarmBook(tmp_path / "a.db", reg)
+    return reg, book, Detector(reg), NoiseMonitor(book, FloodSection(), ChatterSection())
+
+
+def test_the_gas_detectors_are_the_devices_with_a_gas_or_oxygen_point(tmp_path: Path) -> None:
+    reg, *_ = setup_plant(tmp_path)
+    assert gas_detectors(reg) == {"e1/d1", "e1/o2"}
+
+
+def test_a_flood_holds_back_only_low_and_medium_priority(tmp_path: Path) -> None:
+    reg, book, det, noise = setup_plant(tmp_path)
+    t = T0
+    for i in range(11):  # 11 methane highs (medium): a flood of grid 1
+        noise.observe(feed(book, det, i, 30.0, t := t + 1000))
+    assert noise.flooding(G1)
+    gas, oxygen, plant = reg.device("e1", "d1"), reg.device("e1", "o2"), reg.device("e1", "plant")
+    temp = reg.sensor_index("e1/plant/t0")
+
+    def ns() -> int:
+        nonlocal t
+        t += 1000
+        return t * 1_000_000
+
+    def bad(sensor: int) -> list:  # the gas detector says its measurement is invalid
+        return book.apply(det.evaluate(ReadingBatch.of([sensor], [ns()], [0.0], [Quality.FAULT])))
+
+    cases: list[tuple[str, Callable[[], list], list[tuple[str, str]]]] = [
+        ("a new methane high", lambda: feed(book, det, 20, 30.0, ns() // 10**6), []),
+        ("a new methane high-high", lambda: feed(book, det, 21, 60.0, ns() // 10**6), [("raised", "high_high")]),
+        ("a high rising to high-high", lambda: feed(book, det, 0, 60.0, ns() // 10**6), [("rose", "high_high")]),
+        ("a high-high lowered to high", lambda: feed(book, det, 0, 30.0, ns() // 10**6), []),
+        ("a high-high clearing", lambda: feed(book, det, 21, 0.0, ns() // 10**6), [("cleared", "high_high")]),
+        ("a fault of the gas detector", lambda: bad(22), [("raised", "fault")]),
+        ("a read error of the gas detector",
+         lambda: book.points_read([reg.sensors[23]], False, ns(), "timeout"), [("raised", "read_error")]),
+        ("the gas detector offline",
+         lambda: book.communication(gas, False, ns(), "offline", "last will"), [("raised", "offline")]),
+        ("the oxygen detector stale",
+         lambda: book.communication(oxygen, False, ns(), "stale", "no data"), [("raised", "stale")]),
+        ("a temperature high", lambda: feed(book, det, temp, 70.0, ns() // 10**6), []),
+        ("a temperature low-low", lambda: feed(book, det, temp + 1, -20.0, ns() // 10**6), [("raised", "low_low")]),
+        ("a fault of the plant (no gas)", lambda: bad(temp + 2), []),
+        ("the plant offline (no gas)",
+         lambda: book.communication(plant, False, ns(), "offline", "last will"), []),
+    ]
+    for name, act, expected in cases:
+        events, push = noise.observe(act())
+        assert events, name
+        assert [(e.type, e.alarm.level) for e in push] == expected, name
+    assert noise.flooding(G1)  # it lasted all along
+    flood = book.list_alarms(None, level="flood")[0]
+    assert "high priority alarms are still pushed" in (flood.reason or "")
+
+
+def test_a_chattering_high_high_is_flagged_and_still_pushed(tmp_path: Path) -> None:
+    _, book, det, noise = setup_plant(tmp_path)
+    pushed = []
+    t = T0
+    for _cycle in range(5):
+        pushed += noise.observe(feed(book, det, 0, 60.0, t))[1]
+        pushed += noise.observe(feed(book, det, 0, 0.0, t + 5000))[1]
+        t += 10_000
+    assert [e.type for e in pushed] == ["raised", "cleared"] * 2 + ["raised", "chattering", "cleared"] + [
+        "raised", "cleared"] * 2
+    assert book.get(pushed[0].alarm.id).chattering and noise.counters.chattering == 1
+    assert noise.counters.held == 0
+
+
+def test_public_reports_never_make_a_flood(tmp_path: Path) -> None:
+    _, book, det, noise = setup_plant(tmp_path)
+    pushed = []
+    for i in range(20):  # 20 reports about one enterprise, 12 about places in its grid
+        pushed += noise.observe([book.report(G1, "e1", f"smell {i}", None, None, f"10.0.0.{i}", T0 + i)])[1]
+    for i in range(12):
+        pushed += noise.observe([book.report(G1, "", "drums", f"bridge {i}", None, "10.0.1.1", T0 + 100 + i)])[1]
+    assert not noise.flooding(G1) and noise.counters.floods == 0
+    assert [(e.type, e.alarm.enterprise, e.alarm.value) for e in pushed] == [
+        ("raised", "e1", 1), ("raised", "", 1)]  # the further reports are in the book, not pushed
+    reports = {a.enterprise: a.value for a in book.list_alarms(None, kind="report")}
+    assert reports == {"e1": 20, "": 12}
+    # and 10 sensor alarms after them are still below the flood line
+    for i in range(10):
+        noise.observe(feed(book, det, i, 30.0, T0 + 1000 + i))
+    assert not noise.flooding(G1)
