@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -44,6 +44,7 @@ from gateway.errors import PayloadError
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import Registry
 from gateway.retry import Backoff
+from gateway.tls import client_context, describe
 
 log = logging.getLogger(__name__)
 DAY_NS = 86_400 * 1_000_000_000
@@ -118,6 +119,7 @@ class MqttCollector:
         self._wake: asyncio.Event | None = None
         self._client: paho.Client | None = None
         self._connected_once = False
+        self._refused = False  # the broker's CONNACK refused this attempt (said in last_error already)
         self.connected = False
         self.subscribed = False  # the broker granted both subscriptions on this connection
         self.messages = 0
@@ -196,7 +198,7 @@ class MqttCollector:
         if self.cfg.username is not None:
             client.username_pw_set(self.cfg.username, self.cfg.password)
         if self.cfg.url.startswith("mqtts://"):
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(client_context(self.cfg))
         client.reconnect_delay_set(self._backoff.first, self._backoff.first)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -211,6 +213,7 @@ class MqttCollector:
 
     def _on_connect(self, client: paho.Client, _u: object, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:  # the broker closes the connection next: on_disconnect retries
+            self._refused = True
             self._fail(f"broker refused the connection: {reason}")
             return
         if self._connected_once:
@@ -232,7 +235,10 @@ class MqttCollector:
         self.subscribed = not refused
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
-        self._fail(f"cannot connect to {self.cfg.url}")
+        # paho calls this inside its ``except OSError`` and does not pass the error: a refused
+        # certificate or a refused TCP connection is only visible here.
+        exc = sys.exc_info()[1]
+        self._fail(f"cannot connect to {self.cfg.url}" + (f": {describe(exc)}" if exc is not None else ""))
         self._schedule_retry(client)
 
     def _on_disconnect(self, client: paho.Client, _u: object, flags: Any, reason: Any, props: Any) -> None:
@@ -242,6 +248,9 @@ class MqttCollector:
             return
         if was:
             self._fail(f"connection lost: {reason}")
+        elif not self._refused:  # e.g. a TLS listener that wants a client certificate, after the handshake
+            self._fail(f"{self.cfg.url} closed the connection before accepting it: {reason}")
+        self._refused = False
         self._schedule_retry(client)
 
     def _fail(self, error: str) -> None:

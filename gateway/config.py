@@ -79,11 +79,19 @@ class MqttSection(Strict):
     keepalive: int = Field(30, ge=5, le=3600)
     max_payload: int = Field(256 * 1024, ge=1024)
     max_clock_skew: float = Field(300.0, gt=0)  # s: a telemetry ts further ahead is refused (ts_future)
+    ca_file: str | None = None  # mqtts: the CA that signed the broker's certificate (default: the system's)
+    cert_file: str | None = None  # mqtts: a client certificate, for a broker that requires one
+    key_file: str | None = None  # its private key, unless it is in cert_file
 
     @model_validator(mode="after")
-    def _url_scheme(self) -> MqttSection:
+    def _url_and_tls(self) -> MqttSection:
         if not (self.url.startswith("mqtt://") or self.url.startswith("mqtts://")):
             raise ValueError(f"url must start with mqtt:// or mqtts://, not {self.url!r}")
+        tls_keys = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
+        if tls_keys and not self.url.startswith("mqtts://"):
+            raise ValueError(f"{', '.join(tls_keys)} need an mqtts:// url")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
         return self
 
 

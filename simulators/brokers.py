@@ -44,13 +44,17 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
 
 
-def start_mosquitto(folder: Path, port: int) -> subprocess.Popen:
-    """Start Mosquitto on 127.0.0.1:``port`` with persistence in ``folder``; wait until it listens."""
+def start_mosquitto(folder: Path, port: int, extra: str = "") -> subprocess.Popen:
+    """Start Mosquitto on 127.0.0.1:``port`` with persistence in ``folder``; wait until it listens.
+
+    ``extra`` is appended to the configuration: more listeners, or settings that override the
+    defaults above (a later ``allow_anonymous false`` wins)."""
     conf = folder / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {folder}/\nmax_queued_messages 1000000\n"
         "max_inflight_messages 100\nlog_dest none\nuser root\n"  # as root, 2.0 drops to 'mosquitto': no save
+        + extra
     )
     proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

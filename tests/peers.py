@@ -27,11 +27,13 @@ def need_binary(name: str, package: str) -> str:
 
 @dataclass
 class Mosquitto:
-    """A Mosquitto 2.x broker on a free port with persistence in its own folder."""
+    """A Mosquitto 2.x broker on a free port with persistence in its own folder; ``extra_config`` is
+    appended to its configuration (logins and ACLs, TLS listeners)."""
 
     folder: Path
     port: int = 0
     proc: subprocess.Popen | None = None
+    extra_config: str = ""
 
     @property
     def url(self) -> str:
@@ -41,7 +43,7 @@ class Mosquitto:
         need_binary("mosquitto", "mosquitto")
         if not self.port:
             self.port = free_port()
-        self.proc = start_mosquitto(self.folder, self.port)
+        self.proc = start_mosquitto(self.folder, self.port, self.extra_config)
 
     def stop(self) -> None:
         stop_process(self.proc)

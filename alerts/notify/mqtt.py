@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -22,6 +21,7 @@ from alerts.model import AlarmEvent
 from alerts.notify.feed import EventFeed, QueueFeed
 from gateway.config import MqttSection
 from gateway.retry import Backoff
+from gateway.tls import client_context, describe
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class MqttNotifier:
         if self.cfg.username:
             client.username_pw_set(self.cfg.username, self.cfg.password)
         if url.scheme == "mqtts":
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(client_context(self.cfg))
         client.max_queued_messages_set(100_000)
         client.reconnect_delay_set(0.5, 10)
 
@@ -111,7 +111,7 @@ class MqttNotifier:
                                            self.cfg.keepalive)
                 break
             except OSError as exc:
-                self.last_error = str(exc)
+                self.last_error = f"cannot connect to {self.cfg.url}: {describe(exc)}"
                 await asyncio.sleep(backoff.next())
         client.loop_start()  # paho reconnects by itself from here on
         try:
