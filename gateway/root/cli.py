@@ -1,4 +1,4 @@
-"""The ``gridgate`` command line: run, demo, check, hash-password, sim and bench.
+"""The ``gridgate`` command line: run, demo, check, hash-password, mqtt-auth, sim and bench.
 
 Each subcommand is a small function; heavy imports happen inside them so that ``gridgate check``
 stays fast and needs nothing but the configuration models.
@@ -53,6 +53,12 @@ def _hash_password(args: argparse.Namespace) -> int:
         return 1
     print(PasswordHasher().hash(pw))
     return 0
+
+
+def _mqtt_auth(args: argparse.Namespace) -> int:
+    from gateway.root import mqtt_auth
+
+    return mqtt_auth.run(args, load_or_exit(args.config))
 
 
 def load_or_exit(path: str) -> Config:
@@ -135,6 +141,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     h = sub.add_parser("hash-password", help="read a password (stdin or prompt), print its argon2 hash")
     h.set_defaults(func=_hash_password)
+
+    m = sub.add_parser("mqtt-auth", help="Mosquitto password and ACL files: a login per enterprise, officer, "
+                                         "department and the gateway")
+    m.add_argument("-c", "--config", required=True)
+    m.add_argument("--out", required=True, help="folder for passwd, acl and credentials")
+    m.add_argument("--rotate", nargs="*", metavar="LOGIN",
+                   help="new passwords: for every login, or only for the logins named")
+    m.set_defaults(func=_mqtt_auth)
 
     r = sub.add_parser("run", help="run the gateway from a configuration file")
     r.add_argument("-c", "--config", required=True)
