@@ -5,8 +5,10 @@ Routers live in :mod:`api.routes`, one per resource, under ``/api/v1``; the cons
 gridgate's own errors are answered as ``{"detail": ...}``: an unknown alarm, sensor or registry id
 (or one outside the caller's scope) is 404, an alarm action the lifecycle refuses is 409, a store
 that cannot answer is 503. JSON is rendered with orjson, so a NaN or infinite value becomes null
-rather than a 500. Every refused request (4xx) is counted as ``api:http_<status>`` with the other
-rejected input (``/healthz``, ``gridgate_rejected_total``).
+rather than a 500. A validation error (422) says where and what (``loc``, ``msg``, ``type``),
+never the input. In front of everything is :class:`~api.guard.RequestGuard` (client address,
+body size, strict JSON, security headers); every refused request (4xx) is counted as
+``api:http_<status>`` with the other rejected input (``/healthz``, ``gridgate_rejected_total``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.cursor import EventCursor
 from api.deps import GatewayView
+from api.guard import RequestGuard
 from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats
 from gateway.errors import AlarmError, RegistryError, StoreError, UnknownAlarm
 
@@ -45,23 +50,37 @@ def _error_handler(code: int) -> Any:
     return handle
 
 
+def _short(part: Any, n: int = 64) -> Any:
+    """A part of an error (an int, or text that may be the caller's): at most ``n`` printable characters."""
+    if isinstance(part, int):
+        return part
+    return str(part)[:n].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def _validation_error(request: Request, exc: Exception) -> OrjsonResponse:
+    """422 with where and what of each error (at most 20), never the input it was about."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": [_short(p) for p in e.get("loc", ())[:8]], "msg": _short(e.get("msg", ""), 200),
+               "type": _short(e.get("type", ""))} for e in exc.errors()[:20]]
+    return OrjsonResponse({"detail": errors}, status_code=422)
+
+
 def create_app(gateway: GatewayView) -> FastAPI:
     """The HTTP API, live stream and console of ``gateway``."""
     app = FastAPI(title="gridgate", version="1", default_response_class=OrjsonResponse,
-                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.gateway = gateway
+    app.state.event_cursor = EventCursor(gateway.secret)
     for exc_type, code in ERROR_STATUS:
         app.add_exception_handler(exc_type, _error_handler(code))
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
-    @app.middleware("http")
-    async def count_refusals(request: Request, call_next: Any) -> Any:
+    def refused(status: int, method: str, where: str) -> None:
         """Every refused request (4xx) is counted by status, like any other rejected input."""
-        response = await call_next(request)
-        if 400 <= response.status_code < 500:
-            route = request.scope.get("route")
-            where = getattr(route, "path", None) or request.url.path[:200]
-            gateway.intake.rejects.reject("api", f"http_{response.status_code}", f"{request.method} {where}")
-        return response
+        gateway.intake.rejects.reject("api", f"http_{status}", f"{method} {where}")
+
+    api = gateway.config.api
+    app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused)
     for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)

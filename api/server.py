@@ -56,6 +56,7 @@ async def serve_api(gateway: GatewayView, host: str, port: int, started: asyncio
     config = uvicorn.Config(
         create_app(gateway), lifespan="off", log_config=None, access_log=False,
         ws="websockets-sansio", ws_per_message_deflate=False, timeout_graceful_shutdown=GRACE_S,
+        proxy_headers=False,  # X-Forwarded-For only from [api] trusted_proxies: api.guard
     )
     server = _EmbeddedServer(config, started)
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))

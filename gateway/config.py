@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, model_validator
 
 from gateway.duty import DutyEntry, TimeZoneName, time_zone
 from gateway.errors import ConfigError
@@ -114,6 +114,10 @@ class ApiSection(Strict):
     listen: str = "127.0.0.1:8000"
     token_ttl: int = Field(12 * 3600, ge=60)
     reports_per_hour: int = Field(10, ge=1)  # public hazard reports accepted per client address
+    max_body: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # bytes; a larger request body is a 413
+    # proxies whose X-Forwarded-For is believed (CIDRs); from any other peer the header is ignored
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    metrics_token: str | None = Field(None, min_length=16)  # bearer token of /metrics; unset: an admin login
 
     @model_validator(mode="after")
     def _listen(self) -> ApiSection:

@@ -3,11 +3,12 @@ history, and the lifecycle actions (acknowledge, shelve, unshelve, dispatch, res
 with a note and audited with the login's username.
 
 ``GET /alarms`` also says, in ``X-Last-Event-Id``, where a live stream opened after it should
-resume from. Outside the scope an alarm does not exist (404), and so does a ``grid`` or
-``enterprise`` filter naming something outside it. An action the lifecycle tables refuse is a 409
-that says why. Actions run on the event loop, not in the thread pool, so that the book numbers
-events in the order the live hub publishes them (the stream's resume relies on it); each is one
-short SQLite transaction.
+resume from. Event ids are opaque cursors (:mod:`api.cursor`), here as in the live stream.
+Outside the scope an alarm does not exist (404), and so does a ``grid`` or ``enterprise`` filter
+naming something outside it. An action the lifecycle tables refuse is a 409 that says why.
+Actions run on the event loop, not in the thread pool, so that the book numbers events in the
+order the live hub publishes them (the stream's resume relies on it); each is one short SQLite
+transaction.
 
 Who may do what: acknowledging is for admins, supervisors, departments and officers (an
 enterprise login sees its alarms; handling them is the supervisors' side of the work); shelving,
@@ -24,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.model import CASE_STATES, DISPATCHED, KINDS, STATES, AlarmEvent
 from api.auth import require_roles
+from api.cursor import EventCursorDep
 from api.deps import GatewayDep
-from api.params import end_ms, parse_time_ms
+from api.params import MAX_MINUTES, MAX_MS, end_ms, parse_time_ms
 from api.scope import CallerScope
 from gateway.config import User
 from gateway.errors import AlarmError
@@ -40,6 +42,8 @@ Acknowledger = Annotated[User, require_roles("admin", "supervisor", "department"
 Handler = Annotated[User, require_roles("admin", "supervisor", "officer")]
 Resolver = Annotated[User, require_roles("admin", "supervisor", "officer", "department")]
 Note = Annotated[str, Field(max_length=2000)]
+Minutes = Annotated[float, Field(gt=0, le=MAX_MINUTES, allow_inf_nan=False)]
+Until = Annotated[int, Field(ge=0, le=MAX_MS)] | Annotated[str, Field(max_length=64)]  # epoch ms or ISO 8601
 
 
 class NoteBody(BaseModel):
@@ -52,8 +56,8 @@ class ShelveBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
-    minutes: float | None = Field(None, gt=0)
-    until: str | int | None = None
+    minutes: Minutes | None = None
+    until: Until | None = None
 
     @model_validator(mode="after")
     def _one_end(self) -> ShelveBody:
@@ -76,6 +80,7 @@ class ResolveBody(BaseModel):
 @router.get("/alarms")
 def list_alarms(
     gateway: GatewayDep,
+    cursor: EventCursorDep,
     scope: CallerScope,
     response: Response,
     state: Annotated[StateFilter | None, Query(
@@ -88,20 +93,20 @@ def list_alarms(
     grid: Annotated[str | None, Query(max_length=64)] = None,
     enterprise: Annotated[str | None, Query(max_length=64)] = None,
     sensor: Annotated[str | None, Query(max_length=200, description="a sensor or device id")] = None,
-    since: Annotated[str | None, Query(description="changed at or after: ISO 8601 or epoch ms")] = None,
-    until: Annotated[str | None, Query(description="changed at or before: ISO 8601 or epoch ms")] = None,
+    since: Annotated[str | None, Query(max_length=64, description="changed at or after: ISO 8601 or epoch ms")] = None,
+    until: Annotated[str | None, Query(max_length=64, description="changed at or before: ISO 8601 or epoch ms")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> list[dict[str, Any]]:
     """Alarms newest first (by raise time), filtered; ``since``/``until`` bound the last change.
 
-    ``X-Last-Event-Id`` is the book's newest event id, read before the list: a client that opens
+    ``X-Last-Event-Id`` is the book's newest event (a cursor), read before the list: a client that opens
     the live stream with it as ``last_event_id`` misses nothing that happened after the list.
     """
     since_ms = None if since is None else parse_time_ms("since", since)
     until_ms = None if until is None else parse_time_ms("until", until)
     scope.narrow(gateway.registry, enterprise=enterprise, grid=grid)
-    response.headers["X-Last-Event-Id"] = str(gateway.book.last_event_id())
+    response.headers["X-Last-Event-Id"] = cursor.encode(gateway.book.last_event_id())
     alarms = gateway.book.list_alarms(scope.within, state=state, grid=grid, enterprise=enterprise,
                                       since_ms=since_ms, until_ms=until_ms, kind=kind, level=level,
                                       case=case, sensor=sensor, priority=priority, limit=limit, offset=offset)
@@ -109,12 +114,12 @@ def list_alarms(
 
 
 @router.get("/alarms/{alarm_id}")
-def get_alarm(gateway: GatewayDep, scope: CallerScope, alarm_id: AlarmId) -> dict[str, Any]:
+def get_alarm(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, alarm_id: AlarmId) -> dict[str, Any]:
     """One alarm with every step of its life, oldest first (and a public report's location and contact)."""
     alarm = gateway.book.get(alarm_id, scope.within)
     history = gateway.book.history(alarm_id, scope.within)
     out = {**alarm.to_dict(), "priority": alarm.priority, "history": [
-        {"id": ev.id, "type": ev.type, "ts": ev.ts, "actor": ev.actor, "note": ev.note,
+        {"id": cursor.encode(ev.id), "type": ev.type, "ts": ev.ts, "actor": ev.actor, "note": ev.note,
          "recipients": list(ev.recipients), "state": ev.alarm.state, "case": ev.alarm.case,
          "level": ev.alarm.level, "value": ev.alarm.value}
         for ev in history]}
@@ -127,23 +132,23 @@ def _now(gateway: GatewayDep) -> int:
     return gateway.clock.now_ns() // 1_000_000
 
 
-def _done(gateway: GatewayDep, events: list[AlarmEvent]) -> dict[str, Any]:
+def _done(gateway: GatewayDep, cursor: EventCursorDep, events: list[AlarmEvent]) -> dict[str, Any]:
     gateway.alarms.dispatch(events)
-    return {"events": [e.to_dict() for e in events], "alarm": events[-1].alarm.to_dict()}
+    return {"events": [cursor.event(e) for e in events], "alarm": events[-1].alarm.to_dict()}
 
 
 @router.post("/alarms/{alarm_id}/ack")
-async def acknowledge(gateway: GatewayDep, scope: CallerScope, user: Acknowledger, alarm_id: AlarmId,
-                      body: NoteBody | None = None) -> dict[str, Any]:
+async def acknowledge(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Acknowledger,
+                      alarm_id: AlarmId, body: NoteBody | None = None) -> dict[str, Any]:
     """Acknowledge an alarm; 409 when its state does not allow it. Returns the event it made."""
     note = body.note if body is not None else ""
     event = gateway.book.acknowledge(alarm_id, user.username, note, _now(gateway), scope.within)
     gateway.alarms.dispatch([event])
-    return event.to_dict()
+    return cursor.event(event)
 
 
 @router.post("/alarms/{alarm_id}/shelve")
-async def shelve(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
+async def shelve(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
                  body: ShelveBody) -> dict[str, Any]:
     """Shelve an alarm for a while, with a reason; it comes back by itself when the shelf ends.
 
@@ -157,27 +162,27 @@ async def shelve(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_i
     if until_ms - now > longest:
         raise AlarmError(f"a shelf may last at most {longest / 3_600_000:g} h ([alarms] max_shelve)")
     event = gateway.book.shelve(alarm_id, user.username, body.reason, until_ms, now, scope.within)
-    return _done(gateway, [event])
+    return _done(gateway, cursor, [event])
 
 
 @router.post("/alarms/{alarm_id}/unshelve")
-async def unshelve(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
+async def unshelve(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
                    body: NoteBody | None = None) -> dict[str, Any]:
     note = body.note if body is not None else ""
-    return _done(gateway, [gateway.book.unshelve(alarm_id, user.username, note, _now(gateway), scope.within)])
+    return _done(gateway, cursor, [gateway.book.unshelve(alarm_id, user.username, note, _now(gateway), scope.within)])
 
 
 @router.post("/alarms/{alarm_id}/dispatch")
-async def dispatch(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
+async def dispatch(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
                    body: DispatchBody) -> dict[str, Any]:
     """Send the case to the enterprise's lead or a cooperating department, with a note."""
     events = gateway.book.dispatch(alarm_id, user.username, body.department, body.note, _now(gateway),
                                    scope.within)
-    return _done(gateway, events)
+    return _done(gateway, cursor, events)
 
 
 @router.post("/alarms/{alarm_id}/resolve")
-async def resolve(gateway: GatewayDep, scope: CallerScope, user: Resolver, alarm_id: AlarmId,
+async def resolve(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Resolver, alarm_id: AlarmId,
                   body: ResolveBody) -> dict[str, Any]:
     """Report back: what was done. A department resolves the cases dispatched to it; an officer a
     case it handled on the spot (a dispatched case waits for its department)."""
@@ -188,12 +193,12 @@ async def resolve(gateway: GatewayDep, scope: CallerScope, user: Resolver, alarm
         if gateway.book.get(alarm_id, scope.within).case == DISPATCHED:
             raise AlarmError(f"alarm {alarm_id} is dispatched: the department reports back")
         events = gateway.book.resolve(alarm_id, user.username, body.note, _now(gateway), scope.within)
-    return _done(gateway, events)
+    return _done(gateway, cursor, events)
 
 
 @router.post("/alarms/{alarm_id}/close")
-async def close(gateway: GatewayDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
+async def close(gateway: GatewayDep, cursor: EventCursorDep, scope: CallerScope, user: Handler, alarm_id: AlarmId,
                 body: NoteBody | None = None) -> dict[str, Any]:
     """Verify and close: the condition must be gone and acknowledged."""
     note = body.note if body is not None else ""
-    return _done(gateway, [gateway.book.close_case(alarm_id, user.username, note, _now(gateway), scope.within)])
+    return _done(gateway, cursor, [gateway.book.close_case(alarm_id, user.username, note, _now(gateway), scope.within)])

@@ -1,6 +1,13 @@
 """``GET /healthz`` (the gateway's health as JSON) and ``GET /metrics`` (the same counters in the
-Prometheus text format, version 0.0.4, written by hand). Both answer without a login, as probes
-and scrapers expect; they carry counts, never readings or alarms.
+Prometheus text format, version 0.0.4, written by hand).
+
+The detail names enterprises, devices, grids in a flood, devices in maintenance and the last
+errors of each (register addresses included), so it is not for everyone. ``/healthz`` without a
+login says only ``{"status": "ok"}`` or ``"degraded"`` (a sink failing, or the outbox losing
+data): enough for a probe. With a login it gives the detail in the caller's scope: an admin all
+of it; any other login the devices, maintenance and floods of its own scope, the sinks' states
+and the up/down flags of shared collectors, nothing of the rest. ``/metrics`` needs
+``Authorization: Bearer`` with ``[api] metrics_token`` (for a scraper) or an admin login's token.
 
 Pipeline and live-stream counters have fixed names; rejected input is one counter labelled by
 kind and reason; every numeric leaf of a collector's or notifier's health becomes
@@ -10,15 +17,21 @@ device adds a ``device`` label), untyped, since their shapes belong to those com
 
 from __future__ import annotations
 
+import hmac
 import math
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
 
+from api.auth import TokenError, token_of_connection, unauthorized, user_of_token
 from api.deps import GatewayDep
+from api.scope import Scope, scope_of
+from gateway.config import User
 
 router = APIRouter(tags=["health"])
 
@@ -53,9 +66,61 @@ FIXED = [
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
+# Only for the OpenAPI description; the token is read by the dependencies below.
+_bearer = HTTPBearer(auto_error=False)
+
+
+def optional_user(conn: HTTPConnection, gateway: GatewayDep,
+                  _doc: Annotated[Any, Depends(_bearer)]) -> User | None:
+    """The caller's login, None without a token; a bad token is a 401 all the same."""
+    token = token_of_connection(conn)
+    if token is None:
+        return None
+    try:
+        return user_of_token(gateway, token)
+    except TokenError as exc:
+        raise unauthorized(f"invalid token: {exc}") from None
+
+
+def health_status(health: Mapping[str, Any]) -> str:
+    """``degraded`` when a sink is failing or the outbox is losing data; ``ok`` otherwise."""
+    storage = health.get("storage", {})
+    outbox = storage.get("outbox", {})
+    failing = any(s.get("state") == "failing" for s in storage.get("sinks", {}).values())
+    return "degraded" if failing or outbox.get("losing") or outbox.get("append_error") else "ok"
+
+
+def scoped_health(health: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+    """What a login that is not an admin may see of ``health``: its own devices, floods and maintenance."""
+
+    def mine(device_id: str) -> bool:
+        return scope.has_enterprise(device_id.partition("/")[0])
+
+    collectors: dict[str, Any] = {}
+    for name, comp in health.get("collectors", {}).items():
+        if comp and all(isinstance(v, Mapping) for v in comp.values()):  # per device: those in scope
+            collectors[name] = {device: h for device, h in comp.items() if mine(device)}
+        else:  # shared by every enterprise: up or down, no counts, no errors
+            collectors[name] = {k: v for k, v in comp.items() if isinstance(v, bool)}
+    alarms = health.get("alarms", {})
+    sinks = health.get("storage", {}).get("sinks", {})
+    return {"status": health_status(health), "gateway": health.get("gateway"),
+            "storage": {"sinks": {name: {"state": h.get("state")} for name, h in sinks.items()}},
+            "collectors": collectors,
+            "alarms": {"flooding": [g for g in alarms.get("flooding", []) if g in scope.alarm_grids],
+                       "in_maintenance": [d for d in alarms.get("in_maintenance", []) if mine(d)]}}
+
+
 @router.get("/healthz")
-def healthz(gateway: GatewayDep) -> dict[str, Any]:
-    return gateway.health()
+def healthz(gateway: GatewayDep, user: Annotated[User | None, Depends(optional_user)]) -> dict[str, Any]:
+    """Up or down without a login; the detail in the caller's scope with one."""
+    health = gateway.health()
+    if user is None:
+        return {"status": health_status(health)}
+    scope = scope_of(gateway.registry, user)
+    if scope.everything:
+        return {"status": health_status(health), **health}
+    return scoped_health(health, scope)
 
 
 def _label(value: str) -> str:
@@ -147,6 +212,22 @@ def _sink_lines(sinks: Mapping[str, Any]) -> list[str]:
     return out
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+def metrics_reader(conn: HTTPConnection, gateway: GatewayDep, _doc: Annotated[Any, Depends(_bearer)]) -> None:
+    """Admit ``[api] metrics_token`` or an admin login's token: 401 without either, 403 for another login."""
+    token = token_of_connection(conn)
+    if token is None:
+        raise unauthorized()
+    expected = gateway.config.api.metrics_token
+    if expected is not None and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    try:
+        user = user_of_token(gateway, token)
+    except TokenError as exc:
+        raise unauthorized(f"invalid token: {exc}") from None
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "metrics are for the metrics token or an admin")
+
+
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 def metrics(gateway: GatewayDep) -> PlainTextResponse:
     return PlainTextResponse(exposition(gateway.health()), media_type="text/plain; version=0.0.4")

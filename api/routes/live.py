@@ -1,17 +1,19 @@
 """``WS /alarms/live``: the live stream of alarm events in the caller's scope, resumable.
 
-Each text frame is one ``AlarmEvent.to_dict()`` (``{"id", "type", "ts", "alarm", ...}``) in id
-order. Without ``last_event_id`` the stream carries every event in scope published after the
-handshake (the subscription is made before the socket is accepted). With ``?last_event_id=K`` it
-first replays every event in scope with id > K from the book, then goes on live; ids increase
-strictly, none is sent twice and none is skipped. A client resumes from the id of the last event
-it saw or, before it saw any, from the ``X-Last-Event-Id`` header of ``GET /alarms``. A K beyond
-the book's newest id (a client of another data directory) counts as that newest id.
+Each text frame is one ``AlarmEvent.to_dict()`` (``{"id", "type", "ts", "alarm", ...}``) in the
+book's order, its ``id`` an opaque cursor (:mod:`api.cursor`): the book's ids count the events of
+every grid, and an officer must not learn how busy the others are. Without ``last_event_id`` the
+stream carries every event in scope published after the handshake (the subscription is made
+before the socket is accepted). With ``?last_event_id=C`` it first replays every event in scope
+after the one C names, from the book, then goes on live; none is sent twice and none is skipped.
+A client resumes from the id of the last event it saw or, before it saw any, from the
+``X-Last-Event-Id`` header of ``GET /alarms``. A cursor beyond the book's newest event (a client of
+another data directory with the same secret) counts as that newest event.
 
 The token comes from ``Authorization: Bearer`` or ``?access_token=`` (browsers cannot set headers
-on a WebSocket). Close codes: 4401 bad or missing token, 1008 a malformed ``last_event_id``,
-1013 (try again later) when the hub cut the subscription off for falling behind: reconnect with
-the last id seen, 1012 when the server stops.
+on a WebSocket). Close codes: 4401 bad or missing token, 1008 a ``last_event_id`` that is not a
+cursor of this gateway, 1013 (try again later) when the hub cut the subscription off for falling
+behind: reconnect with the last id seen, 1012 when the server stops.
 
 No gap, no duplicate: the stream subscribes to the hub *before* reading the book, so an event is
 either in the replay, or in the subscription queue, or both; those already sent (id <= the last
@@ -24,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from alerts.hub import Subscription
 from api.auth import TokenError, token_of_connection, user_of_token
+from api.cursor import CursorError, EventCursor, EventCursorDep
 from api.deps import GatewayDep, GatewayView
 from api.scope import Scope, scope_of
 
@@ -41,16 +45,8 @@ CLOSE_RESUME = 1013
 REPLAY_PAGE = 500
 
 
-def _parse_last_id(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise ValueError(text)
-    return int(text)
-
-
 @router.websocket("/alarms/live")
-async def live(ws: WebSocket, gateway: GatewayDep) -> None:
+async def live(ws: WebSocket, gateway: GatewayDep, cursor: EventCursorDep) -> None:
     token = token_of_connection(ws, allow_query=True)
     try:
         if token is None:
@@ -60,17 +56,18 @@ async def live(ws: WebSocket, gateway: GatewayDep) -> None:
         await ws.accept()
         await ws.close(CLOSE_AUTH, f"unauthorized: {exc}")
         return
+    resume = ws.query_params.get("last_event_id")
     try:
-        last_id = _parse_last_id(ws.query_params.get("last_event_id"))
-    except ValueError:
+        last_id = None if resume is None else cursor.decode(resume)
+    except CursorError:
         await ws.accept()
-        await ws.close(CLOSE_POLICY, "last_event_id must be a non-negative integer")
+        await ws.close(CLOSE_POLICY, "last_event_id must be an event id this gateway gave")
         return
     scope = scope_of(gateway.registry, user)
     with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.within) as sub:
         head = gateway.book.last_event_id()  # on the loop, right after subscribing: nothing in between
         await ws.accept()
-        pump = asyncio.create_task(_pump(ws, gateway, scope, sub, head, last_id))
+        pump = asyncio.create_task(_pump(ws, gateway, cursor, scope, sub, head, last_id))
         watch = asyncio.create_task(_watch(ws))
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -82,8 +79,8 @@ async def live(ws: WebSocket, gateway: GatewayDep) -> None:
                     await task
 
 
-async def _pump(ws: WebSocket, gateway: GatewayView, scope: Scope, sub: Subscription, head: int,
-                last_id: int | None) -> None:
+async def _pump(ws: WebSocket, gateway: GatewayView, cursor: EventCursor, scope: Scope, sub: Subscription,
+                head: int, last_id: int | None) -> None:
     """Replay from the book after ``last_id`` (if given), then forward live events, each once."""
     last = head
     if last_id is not None:
@@ -91,7 +88,7 @@ async def _pump(ws: WebSocket, gateway: GatewayView, scope: Scope, sub: Subscrip
         while True:
             page = await run_in_threadpool(gateway.book.events_since, last, scope.within, REPLAY_PAGE)
             for event in page:
-                await ws.send_text(event.to_json().decode())
+                await ws.send_text(orjson.dumps(cursor.event(event)).decode())
                 last = event.id
             if len(page) < REPLAY_PAGE:
                 break
@@ -102,7 +99,7 @@ async def _pump(ws: WebSocket, gateway: GatewayView, scope: Scope, sub: Subscrip
             return
         if event.id <= last or not scope.within.covers(event.alarm):
             continue
-        await ws.send_text(event.to_json().decode())
+        await ws.send_text(orjson.dumps(cursor.event(event)).decode())
         last = event.id
 
 

@@ -64,9 +64,9 @@ async def readings(
     enterprise: Slug,
     device: Slug,
     point: Slug,
-    start: Annotated[str | None, Query(description="ISO 8601 or epoch ms; default end - 1 h")] = None,
-    end: Annotated[str | None, Query(description="ISO 8601 or epoch ms; default now")] = None,
-    every: Annotated[str | None, Query(description="bucket width: seconds, or 500ms, 10s, 5m, 1h")] = None,
+    start: Annotated[str | None, Query(max_length=64, description="ISO 8601 or epoch ms; default end - 1 h")] = None,
+    end: Annotated[str | None, Query(max_length=64, description="ISO 8601 or epoch ms; default now")] = None,
+    every: Annotated[str | None, Query(max_length=32, description="bucket width: seconds, or 10s, 5m, 1h")] = None,
     agg: Annotated[Literal["mean", "min", "max", "last"] | None, Query()] = None,
 ) -> dict[str, Any]:
     """A series between ``start`` and ``end`` (inclusive), raw or aggregated; ts in epoch ms."""

@@ -43,7 +43,8 @@ def test_alarm_filters(server: ApiServer) -> None:
             r = c.get("/alarms", params=bad)
             assert r.status_code == 422, (bad, r.text)
         assert c.get("/alarms", params={"enterprise": "shimen"}).status_code == 404
-    rejected = httpx.get(f"{server.base}/healthz").json()["pipeline"]["rejected"]
+    admin = {"Authorization": f"Bearer {server.token('admin')}"}
+    rejected = httpx.get(f"{server.base}/healthz", headers=admin).json()["pipeline"]["rejected"]
     assert rejected["api:http_422"] == 4 and rejected["api:http_404"] == 1  # refused requests are counted
 
 

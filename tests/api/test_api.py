@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from api.auth import hash_password, issue_token, verify_password
+from api.cursor import EventCursor
 from tests.helpers import wait_for
 from tests.server import G1, G2, ApiServer
 
@@ -79,7 +80,7 @@ def test_alarm_outside_scope_does_not_exist(server: ApiServer):
             assert "detail" in r.json()
         assert zhang.get("/alarms", params={"grid": G1, "state": "active"}).json()[0]["id"] == alarm["id"]
         assert zhang.get("/alarms", params={"state": "normal"}).json() == []
-        head = int(wang.get("/alarms").headers["X-Last-Event-Id"])
+        head = EventCursor(server.gw.secret).decode(wang.get("/alarms").headers["X-Last-Event-Id"])
         assert head == server.gw.book.last_event_id() >= 1
     with server.client("admin") as admin:
         assert admin.get("/alarms/999999").status_code == 404
@@ -189,9 +190,10 @@ def test_latest_values_and_states(server: ApiServer):
 def test_health_metrics_and_console(server: ApiServer):
     server.submit({"far/gas/ch4": 1.0})
     wait_for(lambda: server.gw.evaluated >= 1, what="a reading evaluated")
-    r = httpx.get(f"{server.base}/healthz")
+    admin = {"Authorization": f"Bearer {server.token('admin')}"}
+    r = httpx.get(f"{server.base}/healthz", headers=admin)
     assert r.status_code == 200 and r.json()["gateway"] == "test-gw"
-    r = httpx.get(f"{server.base}/metrics")
+    r = httpx.get(f"{server.base}/metrics", headers=admin)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'gridgate_info{gateway="test-gw"} 1' in r.text
     assert "# TYPE gridgate_readings_evaluated_total counter\ngridgate_readings_evaluated_total 1\n" in r.text

@@ -24,8 +24,11 @@ def console_page(srv: ApiServer) -> Iterator[Page]:
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
         try:
             page = browser.new_page()
+            refused: list[str] = []  # what the page's Content-Security-Policy blocked: must be nothing
+            page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(f"http://127.0.0.1:{srv.port}/")
             yield page
+            assert refused == []
         finally:
             browser.close()
 

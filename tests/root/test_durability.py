@@ -153,7 +153,7 @@ class Gateway:
         return r.json()["access_token"] if r.status_code == 200 else None
 
     def health(self) -> dict:
-        r = self.http.get("/healthz")
+        r = self.http.get("/healthz", headers={"Authorization": f"Bearer {self.token}"})
         r.raise_for_status()
         return r.json()
 
@@ -526,7 +526,7 @@ def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto,
     assert 0 < dropped < n and dropped % len(POINTS) == 0  # whole messages, whole batches
     assert outbox["bytes"] <= outbox["max_bytes"] == 2**20
     assert outbox["readings"] == n - dropped == gw.sink("influxdb")["backlog_readings"]
-    metrics = gw.http.get("/metrics").text
+    metrics = gw.http.get("/metrics", headers={"Authorization": f"Bearer {gw.token}"}).text
     assert f"gridgate_outbox_dropped_readings_total {dropped}" in metrics.splitlines()
 
     def loss_alarms() -> list[dict]:
