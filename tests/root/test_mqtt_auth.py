@@ -86,6 +86,8 @@ def test_the_gateway_password_comes_from_the_configuration(tmp_path: Path) -> No
     assert dict(line.split(":", 1) for line in again.passwd.read_text().splitlines())["gw"] == passwd["gw"]
     with pytest.raises(ValueError, match="ent.e1"):
         write_files(config(username="ent.e1"), tmp_path)
+    with pytest.raises(ValueError, match="prefix"):
+        write_files(config(prefix="site/+/v1"), tmp_path)
 
 
 CONFIG_TOML = """
