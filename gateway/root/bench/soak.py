@@ -3,8 +3,9 @@
 The farm (``gridgate sim modbus``) and the gateway (``gridgate run``, with a data dir of its own)
 run as two processes of their own, from one configuration written as TOML: D devices × P points
 at the poll interval (the ``bench modbus`` devices: :func:`gateway.root.bench.modbus.bench_config`).
-Every ``--every`` seconds it samples the gateway's ``/api/v1/healthz`` (readings stored and
-evaluated, the SQLite sink's backlog in readings and seconds), the gateway process's CPU (from
+Every ``--every`` seconds it samples the gateway's ``/api/v1/metrics`` (with the configuration's
+``metrics_token``: readings stored and evaluated, the SQLite sink's backlog in readings and
+seconds; ``/healthz`` gives these only to an admin login), the gateway process's CPU (from
 ``/proc/<pid>/stat``, as cores over the interval) and RSS, and the size of ``readings.db`` with its
 WAL. It prints a line per sample and, at the end, one JSON line with every sample and a summary.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -91,15 +93,27 @@ def file_mb(*paths: Path) -> float:
     return sum(p.stat().st_size for p in paths if p.exists()) / 2**20
 
 
+def metrics(http: httpx.Client) -> dict[str, float]:
+    """The gateway's ``/metrics`` as {``name{labels}``: value} (the Prometheus text format)."""
+    r = http.get("/api/v1/metrics")
+    r.raise_for_status()
+    out = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
 def sample(http: httpx.Client, pid: int, data: Path, prev: dict[str, Any] | None, t0: float) -> dict[str, Any]:
-    h = http.get("/api/v1/healthz").json()
+    m = metrics(http)
     now, cpu = time.monotonic(), _proc_cpu(pid)
-    sink = h["storage"]["sinks"]["sqlite"]
     s = {"minute": round((now - t0) / 60, 2), "t": now, "cpu_s": cpu,
-         "stored": h["pipeline"]["stored"], "evaluated": h["pipeline"]["evaluated"],
-         "backlog_readings": sink["backlog_readings"], "backlog_s": sink["backlog_seconds"],
-         "outbox_mb": round(h["storage"]["outbox"]["bytes"] / 2**20, 1),
-         "dropped": h["storage"]["outbox"]["dropped_readings"],
+         "stored": int(m["gridgate_readings_stored_total"]), "evaluated": int(m["gridgate_readings_evaluated_total"]),
+         "backlog_readings": int(m['gridgate_sink_backlog_readings{sink="sqlite"}']),
+         "backlog_s": m['gridgate_sink_backlog_seconds{sink="sqlite"}'],
+         "outbox_mb": round(m["gridgate_outbox_bytes"] / 2**20, 1),
+         "dropped": int(m["gridgate_outbox_dropped_readings_total"]),
          "rss_mb": round(proc_rss_mb(pid), 1),
          "readings_db_mb": round(file_mb(data / "readings.db", data / "readings.db-wal"), 1)}
     if prev is not None:
@@ -116,7 +130,7 @@ def wait_for_api(http: httpx.Client, gateway: subprocess.Popen, log: Path, timeo
         if gateway.poll() is not None:
             raise RuntimeError(f"gridgate run exited ({gateway.returncode}); see {log}")
         try:
-            if http.get("/api/v1/healthz", timeout=2).status_code == 200:
+            if http.get("/api/v1/metrics", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -155,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
         data.mkdir(parents=True, exist_ok=True)
         api_port = free_port()
         cfg = bench_config(args.devices, args.points, args.interval, reserve_ports(args.endpoints or args.devices))
-        cfg = {"gateway": {"id": "soak", "data_dir": str(data)}, "api": {"listen": f"127.0.0.1:{api_port}"}, **cfg}
+        token = secrets.token_hex(16)
+        cfg = {"gateway": {"id": "soak", "data_dir": str(data)},
+               "api": {"listen": f"127.0.0.1:{api_port}", "metrics_token": token}, **cfg}
         cfg_path = root / "gridgate.toml"
         cfg_path.write_text(toml_text(cfg), encoding="utf-8")
         cli = [sys.executable, "-m", "gateway.root.cli"]
@@ -170,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                         raise RuntimeError(f"the farm did not start; see {farm_log}")
                     time.sleep(0.5)
                 gateway = subprocess.Popen([*cli, "run", "-c", str(cfg_path)], stdout=glog, stderr=subprocess.STDOUT)
-                result = soak(args, gateway, data, api_port, gw_log, farm.pid)
+                result = soak(args, gateway, data, api_port, token, gw_log, farm.pid)
             finally:
                 if gateway is not None and gateway.poll() is None:
                     gateway.send_signal(2)  # SIGINT: the gateway stops in order
@@ -187,10 +203,11 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def soak(args: argparse.Namespace, gateway: subprocess.Popen, data: Path, api_port: int, log: Path,
+def soak(args: argparse.Namespace, gateway: subprocess.Popen, data: Path, api_port: int, token: str, log: Path,
          farm_pid: int) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as http:
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as http:
         wait_for_api(http, gateway, log)
         t0 = time.monotonic()
         farm0 = _proc_cpu(farm_pid)
