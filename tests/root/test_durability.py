@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.storage.chunk_tables import count_readings, every_series, layout_width
 from tests.helpers import wait_for
 from tests.influx_peer import InfluxD
 from tests.peers import Mosquitto, free_port
@@ -196,7 +197,7 @@ class Gateway:
             return 0
         with self._sqlite() as db:
             try:
-                return int(db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+                return count_readings(db, layout_width(db))
             except sqlite3.OperationalError:  # the schema is not there yet
                 return 0
 
@@ -204,7 +205,8 @@ class Gateway:
         """Per point key: {ts in ms: value}, everything SQLite holds."""
         out: dict[str, dict[int, float]] = {}
         with self._sqlite() as db:
-            rows = db.execute("SELECT s.sensor_id, r.ts, r.value FROM readings r JOIN sensors s USING (sid)")
+            rows = [(sensor_id, ts, value) for sensor_id, r in every_series(db).items()
+                    for ts, value in zip(r.ts.tolist(), r.value.tolist(), strict=True)]
             for sensor_id, ts, value in rows:
                 ent, dev, key = sensor_id.split("/")
                 assert (ent, dev) == (ENT, DEV), sensor_id
