@@ -14,8 +14,9 @@ bad answer), cleared by its first good read. A device of which nothing reads is 
 per point: its communication alarm.
 
 A request failing ``QUARANTINE_AFTER`` times in a row is quarantined: asked again every
-``QUARANTINE_RETRY`` seconds with a short timeout, so that one bad block does not cost the device's
-other points a timeout every tick (while nothing of the device reads, every request is asked every
+``QUARANTINE_RETRY`` seconds (with the device's own timeout: a shorter one could keep a slow but
+working block out for good), so that one bad block does not cost the device's other points a
+timeout every tick (while nothing of the device reads, every request is asked every
 tick: quarantine never delays an offline). Exceptions 5 and 6
 (acknowledge, busy) are asked again once within the tick. A device is offline only when none of
 its requests has succeeded for ``max(3 × interval, 5 s)``; online again with its first good
@@ -40,7 +41,7 @@ from collectors.modbus_link import Endpoint, ModbusLink
 from gateway.batch import QUALITY_DTYPE, TS_DTYPE, ReadingBatch
 from gateway.clock import Clock, SystemClock
 from gateway.config import ModbusDevice, ModbusLinkConfig, Point
-from gateway.errors import CollectorError, CollectorTimeout, ModbusExceptionError
+from gateway.errors import CollectorError, CollectorReadError, CollectorTimeout, ModbusExceptionError
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import DeviceInfo, Registry
 
@@ -51,7 +52,6 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 10.0
 QUARANTINE_AFTER = 3  # failures in a row
 QUARANTINE_RETRY = 120.0  # seconds between attempts at a quarantined request
-QUARANTINE_TIMEOUT = 0.2  # seconds: a quarantined request may not cost more
 READ_ERROR_AFTER = 2  # failures in a row before a point's read error may be raised (then its on_delay)
 RETRIED_CODES = frozenset({5, 6})  # acknowledge, server busy: asked again once within the tick
 
@@ -191,11 +191,13 @@ class ModbusPoller:
 
     async def _read(self, st: _RequestState) -> np.ndarray:
         req = st.req
-        timeout = min(self.config.timeout, QUARANTINE_TIMEOUT) if st.quarantined else self.config.timeout
         for attempt in (1, 2):
             try:
-                data = await self.link.read(self.config.unit, req.table, req.address, req.count, timeout)
-                return req.decode(data)
+                data = await self.link.read(self.config.unit, req.table, req.address, req.count, self.config.timeout)
+                try:
+                    return req.decode(data)
+                except ValueError as exc:  # an answer the codec cannot take: this request's fault only
+                    raise CollectorReadError(f"{self.device_id}: {req.table} {req.address}+{req.count}: {exc}") from exc
             except ModbusExceptionError as exc:
                 if attempt == 2 or exc.code not in RETRIED_CODES:
                     raise
