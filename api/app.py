@@ -2,10 +2,13 @@
 
 Routers live in :mod:`api.routes`, one per resource, under ``/api/v1``; the console page is at
 ``/`` and ``/console``. The gateway is put on ``app.state`` (nothing is created at import time).
-gridgate's own errors are answered as ``{"detail": ...}``: an unknown alarm, sensor or registry id
-(or one outside the caller's scope) is 404, an alarm action the lifecycle refuses is 409, a store
-that cannot answer is 503. JSON is rendered with orjson, so a NaN or infinite value becomes null
-rather than a 500. A validation error (422) says where and what (``loc``, ``msg``, ``type``),
+gridgate's own errors are answered as ``{"detail": ...}``: an unknown alarm, sensor, registry id or
+login (or one outside the caller's scope) is 404, an alarm action the lifecycle refuses is 409, a
+store that cannot answer is 503; for accounts, a bad or revoked token or a failed login is 401
+(``WWW-Authenticate: Bearer``), a change the caller's role may not make 403, a login naming what
+does not exist 422, a throttled login 429 and a full password pool 503 (both with
+``Retry-After``). JSON is rendered with orjson, so a NaN or infinite value becomes null rather
+than a 500. A validation error (422) says where and what (``loc``, ``msg``, ``type``),
 never the input. In front of everything is :class:`~api.guard.RequestGuard` (client address,
 body size, strict JSON, security headers); every refused request (4xx) is counted as
 ``api:http_<status>`` with the other rejected input (``/healthz``, ``gridgate_rejected_total``).
@@ -23,8 +26,21 @@ from fastapi.responses import JSONResponse
 from api.cursor import EventCursor
 from api.deps import GatewayView
 from api.guard import RequestGuard
-from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats
-from gateway.errors import AlarmError, RegistryError, StoreError, UnknownAlarm
+from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats, users
+from gateway.errors import (
+    AccountError,
+    AccountForbidden,
+    AlarmError,
+    HasherBusy,
+    InvalidAccount,
+    LoginRefused,
+    LoginThrottled,
+    RegistryError,
+    StoreError,
+    TokenError,
+    UnknownAccount,
+    UnknownAlarm,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +49,10 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (AlarmError, 409),
     (RegistryError, 404),
     (StoreError, 503),
+    (UnknownAccount, 404),  # the account errors: before AccountError, their base
+    (InvalidAccount, 422),
+    (AccountForbidden, 403),
+    (AccountError, 409),
 ]
 
 
@@ -57,6 +77,16 @@ def _short(part: Any, n: int = 64) -> Any:
     return str(part)[:n].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+async def _token_error(request: Request, exc: Exception) -> OrjsonResponse:
+    return OrjsonResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _login_refused(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, LoginRefused)
+    code = 429 if isinstance(exc, LoginThrottled) else 503 if isinstance(exc, HasherBusy) else 409
+    return OrjsonResponse({"detail": str(exc)}, status_code=code, headers={"Retry-After": str(exc.retry_after)})
+
+
 async def _validation_error(request: Request, exc: Exception) -> OrjsonResponse:
     """422 with where and what of each error (at most 20), never the input it was about."""
     assert isinstance(exc, RequestValidationError)
@@ -73,6 +103,8 @@ def create_app(gateway: GatewayView) -> FastAPI:
     app.state.event_cursor = EventCursor(gateway.secret)
     for exc_type, code in ERROR_STATUS:
         app.add_exception_handler(exc_type, _error_handler(code))
+    app.add_exception_handler(TokenError, _token_error)
+    app.add_exception_handler(LoginRefused, _login_refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     def refused(status: int, method: str, where: str) -> None:
@@ -81,7 +113,7 @@ def create_app(gateway: GatewayView) -> FastAPI:
 
     api = gateway.config.api
     app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused)
-    for module in (auth, me, alarms, sensors, health, live, reports, stats, devices):
+    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     return app

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from alerts.book import AlarmBook
 from alerts.hub import AlarmHub
 from alerts.service import AlarmService
+from gateway.accounts.service import Accounts
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
@@ -30,7 +31,8 @@ class GatewayView(Protocol):
     config: Config
     registry: Registry
     clock: Clock
-    secret: bytes  # the token signing key
+    secret: bytes  # the key tokens and event cursors are derived from
+    accounts: Accounts  # logins, tokens, account changes
     intake: Intake  # its rejection counters count refused requests too
     storage: Storage  # readings queries
     alarms: AlarmService  # dispatch, sensor states

@@ -8,6 +8,7 @@ are collected in one pass, so ``gridgate check`` can print every problem at once
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,6 +26,18 @@ from gateway.standards import (
 )
 
 Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# A login's argon2 hash: the cost is bounded, since every login (and every unknown name) pays it.
+ARGON2_HASH = re.compile(r"^\$argon2(?:id|i|d)\$v=\d+\$m=(\d{1,9}),t=(\d{1,4}),p=(\d{1,3})"
+                         r"\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
+MAX_HASH_MEMORY_KIB = 256 * 1024
+MAX_HASH_TIME_COST = 16
+
+
+def argon2_hash_ok(password_hash: str) -> bool:
+    """Whether ``password_hash`` is an argon2 hash within the bounds a login may cost."""
+    m = ARGON2_HASH.match(password_hash)
+    return m is not None and int(m[1]) <= MAX_HASH_MEMORY_KIB and int(m[2]) <= MAX_HASH_TIME_COST \
+        and 1 <= int(m[3]) <= 16
 RESERVED_ENTERPRISES = frozenset({"alarms", "officers"})
 
 PointKind = Literal[
@@ -112,7 +125,16 @@ class StorageSection(Strict):
 
 class ApiSection(Strict):
     listen: str = "127.0.0.1:8000"
-    token_ttl: int = Field(12 * 3600, ge=60)
+    token_ttl: int | None = None  # replaced by access_ttl and refresh_ttl: refused with a message saying so
+    access_ttl: int = Field(15 * 60, ge=60, le=24 * 3600)  # seconds an access token is good for
+    refresh_ttl: int = Field(12 * 3600, ge=300, le=90 * 86400)  # seconds a refresh token (a session) lasts
+    # argon2id parameters of new hashes (OWASP: 19 MiB, 2 passes, 1 lane); lower only for tests
+    hash_memory_kib: int = Field(19 * 1024, ge=1024, le=MAX_HASH_MEMORY_KIB)
+    hash_time_cost: int = Field(2, ge=1, le=MAX_HASH_TIME_COST)
+    login_workers: int = Field(2, ge=1, le=8)  # threads doing argon2; memory <= workers x a hash's memory
+    login_queue: int = Field(8, ge=0, le=256)  # logins waiting for a worker; one more is a 503 at once
+    lock_after: int = Field(20, ge=5, le=1000)  # failed logins of one username before it is locked
+    lock_seconds: int = Field(900, ge=10, le=86400)  # how long a lock lasts, and failures are remembered
     reports_per_hour: int = Field(10, ge=1)  # public hazard reports accepted per client address
     max_body: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # bytes; a larger request body is a 413
     # proxies whose X-Forwarded-For is believed (CIDRs); from any other peer the header is ignored
@@ -121,6 +143,10 @@ class ApiSection(Strict):
 
     @model_validator(mode="after")
     def _listen(self) -> ApiSection:
+        if self.token_ttl is not None:
+            raise ValueError("token_ttl is replaced by access_ttl (default 900 s) and refresh_ttl (default 12 h)")
+        if self.refresh_ttl <= self.access_ttl:
+            raise ValueError("refresh_ttl must be longer than access_ttl")
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be host:port, not {self.listen!r}")
@@ -202,6 +228,9 @@ class User(Strict):
 
     @model_validator(mode="after")
     def _acts_as(self) -> User:
+        if not argon2_hash_ok(self.password_hash):
+            raise ValueError(f"password_hash must be an argon2 hash (gridgate hash-password) of at most "
+                             f"{MAX_HASH_MEMORY_KIB // 1024} MiB and {MAX_HASH_TIME_COST} passes")
         needs = {"officer": "officer", "department": "department", "enterprise": "enterprise",
                  "supervisor": "area"}
         key = needs.get(self.role)

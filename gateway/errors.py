@@ -11,8 +11,16 @@
     ├── PayloadError                a message from a device that cannot be accepted (has a `reason`)
     ├── StoreError                  a store could not read or write
     │   └── SinkUnavailable         retryable: the sink is down, busy or misconfigured; keep the data
-    └── AlarmError                  an alarm action that the lifecycle refuses
-        └── UnknownAlarm
+    ├── AlarmError                  an alarm action that the lifecycle refuses
+    │   └── UnknownAlarm
+    └── AccountError                a login account change the rules refuse (409)
+        ├── UnknownAccount          a username that does not exist (or is outside the caller's area)
+        ├── InvalidAccount          an account that names something the registry lacks (422)
+        ├── AccountForbidden        a change the caller's role may not make (403)
+        ├── TokenError              a token that is malformed, forged, expired or revoked (401)
+        └── LoginRefused            a login turned away before any password work (has `retry_after`)
+            ├── LoginThrottled      too many failures for this name or address (429)
+            └── HasherBusy          every password worker and queue slot is taken (503)
 
 Third-party errors are translated at the boundary with ``raise ... from exc``.
 """
@@ -90,3 +98,39 @@ class AlarmError(GridgateError):
 
 class UnknownAlarm(AlarmError):
     """An alarm id that does not exist (or is outside the caller's scope)."""
+
+
+class AccountError(GridgateError):
+    """A login account change the rules refuse (a username taken, the last admin disabled)."""
+
+
+class UnknownAccount(AccountError):
+    """A username that does not exist (or is outside the caller's area)."""
+
+
+class InvalidAccount(AccountError):
+    """An account that names an officer, department, enterprise or area the registry lacks."""
+
+
+class AccountForbidden(AccountError):
+    """A change the caller's role may not make (a supervisor creating an admin)."""
+
+
+class TokenError(AccountError):
+    """A token that is malformed, forged, expired or revoked, or whose login is gone or disabled."""
+
+
+class LoginRefused(AccountError):
+    """A login turned away before any password work; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class LoginThrottled(LoginRefused):
+    """Too many failed logins for this username or from this client address."""
+
+
+class HasherBusy(LoginRefused):
+    """Every password worker and every place in their queue is taken."""

@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 
 from api.server import serve_api
 from gateway.batch import ReadingBatch
+from gateway.clock import Clock
 from gateway.config import parse_config
 from gateway.root.runtime import Gateway
 from tests.helpers import wait_for
@@ -67,8 +68,10 @@ def make_config() -> dict[str, Any]:
 class ApiServer:
     """A gateway with its API on a free port, run in a background thread's event loop."""
 
-    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, collectors: bool = False) -> None:
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, collectors: bool = False,
+                 clock: Clock | None = None) -> None:
         self.data_dir = data_dir
+        self.clock = clock
         self.config = config if config is not None else make_config()
         self.collectors = collectors
         self.port = free_port()
@@ -102,7 +105,8 @@ class ApiServer:
 
     async def _main(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.gw = Gateway(parse_config(self.config), data_dir=self.data_dir, collectors=self.collectors)
+        self.gw = Gateway(parse_config(self.config), data_dir=self.data_dir, collectors=self.collectors,
+                          clock=self.clock)
         started = asyncio.Event()
         self.task = asyncio.create_task(
             self.gw.run(api=lambda gw: serve_api(gw, "127.0.0.1", self.port, started)))

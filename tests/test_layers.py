@@ -6,11 +6,12 @@ sideways. The layers, bottom first:
 
 - ``gateway`` (configuration, registry, batch, errors, clock, duty, standards, retry, the SQLite
   helper): imports nothing of ours but itself;
+- ``gateway.accounts`` (login accounts: store, throttle, password pool, tokens): the bottom layer;
 - ``gateway.ingest`` (intake, outbox): the bottom layer;
 - ``gateway.storage`` (sinks, the readings store, InfluxDB, export), ``collectors`` and ``alerts``:
   the bottom layer and ingest, never each other;
 - ``simulators``: the bottom layer only (they are peers the gateway talks to, not parts of it);
-- ``api``: everything above but collectors, simulators and the composition root;
+- ``api``: everything above but collectors, simulators and the composition root (accounts included);
 - ``gateway.root`` (runtime wiring, CLI, demo, benchmarks): anything; nothing imports it.
 """
 
@@ -25,14 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway", "collectors", "alerts", "api", "simulators")
 ALLOWED = {
     "gateway": {"gateway"},
+    "gateway.accounts": {"gateway", "gateway.accounts"},
     "gateway.ingest": {"gateway", "gateway.ingest"},
     "gateway.storage": {"gateway", "gateway.ingest", "gateway.storage"},
     "collectors": {"gateway", "gateway.ingest", "collectors"},
     "alerts": {"gateway", "gateway.ingest", "alerts"},
     "simulators": {"gateway", "simulators"},
-    "api": {"gateway", "gateway.ingest", "gateway.storage", "alerts", "api"},
-    "gateway.root": {"gateway", "gateway.ingest", "gateway.storage", "collectors", "alerts", "api", "simulators",
-                     "gateway.root"},
+    "api": {"gateway", "gateway.accounts", "gateway.ingest", "gateway.storage", "alerts", "api"},
+    "gateway.root": {"gateway", "gateway.accounts", "gateway.ingest", "gateway.storage", "collectors", "alerts", "api",
+                     "simulators", "gateway.root"},
 }
 
 

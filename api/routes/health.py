@@ -28,10 +28,11 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
-from api.auth import TokenError, token_of_connection, unauthorized, user_of_token
+from api.auth import token_of_connection, unauthorized, user_of_token
 from api.deps import GatewayDep
 from api.scope import Scope, scope_of
 from gateway.config import User
+from gateway.errors import TokenError
 
 router = APIRouter(tags=["health"])
 

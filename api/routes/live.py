@@ -32,10 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from alerts.hub import Subscription
-from api.auth import TokenError, token_of_connection, user_of_token
+from api.auth import token_of_connection, user_of_token
 from api.cursor import CursorError, EventCursor, EventCursorDep
 from api.deps import GatewayDep, GatewayView
 from api.scope import Scope, scope_of
+from gateway.errors import TokenError
 
 router = APIRouter(tags=["live"])
 

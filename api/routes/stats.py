@@ -56,7 +56,7 @@ def officers(gateway: GatewayDep, scope: CallerScope, user: Supervising, start: 
     period = _period(gateway, start, end)
     reg = gateway.registry
     ids = officers_serving(reg, scope.grids)
-    rows = officer_stats(gateway.book, ids, login_officers(gateway.config.users),
+    rows = officer_stats(gateway.book, ids, login_officers(gateway.accounts.users()),
                          gateway.config.alarms.escalate_after, scope.within, period)
     return {"start": period.start_ms, "end": period.end_ms,
             "officers": [{**asdict(r), "name": reg.officers[r.officer].name} for r in rows]}

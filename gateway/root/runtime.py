@@ -22,6 +22,7 @@ from typing import Any
 
 from alerts.notify import build_notifiers
 from alerts.service import AlarmService
+from gateway.accounts.service import Accounts
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
@@ -54,6 +55,7 @@ class Gateway:
         self.evaluation = self.alarms.evaluation
         self.notifiers = self.alarms.notifiers
         self.secret = self._load_secret()
+        self.accounts = Accounts(self.data_dir / "accounts.db", cfg, self.registry, self.clock, self.secret)
         self.with_collectors = collectors
         self.collectors: dict[str, Any] = {}
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
@@ -108,6 +110,7 @@ class Gateway:
         finally:
             await self.storage.close()
             self.alarms.close()
+            self.accounts.close()
 
     async def _drain(self) -> None:
         """On stop: let the evaluation and the sinks catch up before the tasks are cancelled.

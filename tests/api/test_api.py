@@ -8,18 +8,19 @@ from typing import Any
 
 import httpx
 
-from api.auth import hash_password, issue_token, verify_password
 from api.cursor import EventCursor
+from gateway.accounts.passwords import HashParams, verify
+from gateway.accounts.tokens import TokenSigner
 from tests.helpers import wait_for
 from tests.server import G1, G2, ApiServer
 
 
 def test_password_hash_roundtrip():
-    h = hash_password("秘密 secret")
-    assert h.startswith("$argon2id$")
-    assert verify_password(h, "秘密 secret")
-    assert not verify_password(h, "wrong")
-    assert not verify_password("not a hash", "x")
+    h = HashParams(1024, 1).hasher().hash("秘密 secret")
+    assert h.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
+    assert verify(h, "秘密 secret")
+    assert not verify(h, "wrong")
+    assert not verify("not a hash", "x")
 
 
 def test_login_ok_and_refused(server: ApiServer):
@@ -34,10 +35,20 @@ def test_login_ok_and_refused(server: ApiServer):
     assert httpx.post(f"{server.base}/auth/token", data={"username": "zhang"}).status_code == 422
 
     now = int(time.time())
-    expired = issue_token(server.gw.secret, "zhang", now - 7200, 3600)
-    forged = issue_token(b"another secret", "zhang", now, 3600)
-    gone = issue_token(server.gw.secret, "nobody", now, 3600)
-    for bad in (None, "garbage", "a.b", expired, forged, gone, server.token("zhang")[:-3] + "AAA"):
+    sid = server.gw.accounts.store.session  # a session that exists, so only the claim at fault is
+    ours, theirs = TokenSigner(server.gw.secret), TokenSigner(b"another secret of 32 bytes or more")
+    login = httpx.post(f"{server.base}/auth/token", data={"username": "zhang", "password": "zhang"}).json()
+    claims = ours.read(login["access_token"], "access", now)
+    assert sid(claims.sid) is not None
+    expired = ours.issue("access", "zhang", claims.sid, 0, now - 7200, 3600)[0]
+    forged = theirs.issue("access", "zhang", claims.sid, 0, now, 3600)[0]
+    gone = ours.issue("access", "nobody", claims.sid, 0, now, 3600)[0]
+    old_version = ours.issue("access", "zhang", claims.sid, 7, now, 3600)[0]
+    no_session = ours.issue("access", "zhang", "no-such-session", 0, now, 3600)[0]
+    refresh = login["refresh_token"]
+    assert httpx.get(f"{server.base}/me", headers={"Authorization": f"Bearer {login['access_token']}"}).is_success
+    for bad in (None, "garbage", "a.b", expired, forged, gone, old_version, no_session, refresh,
+                server.token("zhang")[:-3] + "AAA"):
         headers = {} if bad is None else {"Authorization": f"Bearer {bad}"}
         r = httpx.get(f"{server.base}/me", headers=headers)
         assert r.status_code == 401, bad
