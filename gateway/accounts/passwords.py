@@ -124,6 +124,10 @@ class PasswordPool:
             dummy = self._dummies[params] = params.hasher().hash("gridgate: no such login")
         return dummy
 
+    def prepare(self) -> None:
+        """Blocking: make the dummy hash now (start-up), so the first unknown name costs no extra hash."""
+        self._dummy(self.dummy_params)
+
     def hash_now(self, password: str) -> str:
         """Blocking: a hash in the caller's thread (the command line, start-up)."""
         return self._hasher.hash(password)

@@ -61,6 +61,7 @@ class Accounts:
         self.throttle = LoginThrottle(clock, lock_after=api.lock_after, lock_s=api.lock_seconds)
         self.seeded = self.store.seed(cfg.users, self._now_ms())
         self._hashes_changed()
+        self.pool.prepare()
 
     def close(self) -> None:
         self.pool.close()
