@@ -131,7 +131,7 @@ class ApiSection(Strict):
     # argon2id parameters of new hashes (OWASP: 19 MiB, 2 passes, 1 lane); lower only for tests
     hash_memory_kib: int = Field(19 * 1024, ge=1024, le=MAX_HASH_MEMORY_KIB)
     hash_time_cost: int = Field(2, ge=1, le=MAX_HASH_TIME_COST)
-    login_workers: int = Field(2, ge=1, le=8)  # threads doing argon2; memory <= workers x a hash's memory
+    login_workers: int = Field(1, ge=1, le=8)  # threads doing argon2 (a core each while busy); memory: x a hash
     login_queue: int = Field(8, ge=0, le=256)  # logins waiting for a worker; one more is a 503 at once
     lock_after: int = Field(20, ge=5, le=1000)  # failed logins of one username before it is locked
     lock_seconds: int = Field(900, ge=10, le=86400)  # how long a lock lasts, and failures are remembered

@@ -108,6 +108,8 @@ def test_the_rule_catches_imports_that_go_up_or_sideways(tmp_path: Path):
     assert bad_imports("gateway.root", got) == []
     assert [v.split(":")[0] for v in bad_imports("gateway", got)] == ["2", "6", "7", "8", "9"]
     assert layer_of("gateway.storage.service") == "gateway.storage"
+    assert layer_of("gateway.accounts.store") == "gateway.accounts"
+    assert [v.split(":")[0] for v in bad_imports("gateway.accounts", got)] == ["2", "6", "7", "8", "9"]
     assert layer_of("gateway.sqlite") == "gateway"
 
 

@@ -68,7 +68,7 @@ def verify(password_hash: str, password: str) -> bool:
 class PasswordPool:
     """argon2 work in ``workers`` threads with at most ``queue`` calls waiting (see the module)."""
 
-    def __init__(self, params: HashParams, workers: int = 2, queue: int = 8) -> None:
+    def __init__(self, params: HashParams, workers: int = 1, queue: int = 8) -> None:
         self.params = params
         self._hasher = params.hasher()
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="argon2")

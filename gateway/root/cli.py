@@ -39,8 +39,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _hash_password(args: argparse.Namespace) -> int:
-    from argon2 import PasswordHasher
+    """An argon2id hash with the parameters the gateway gives new passwords (``[api] hash_*``)."""
+    from gateway.accounts.passwords import HashParams
+    from gateway.config import ApiSection
 
+    api = load_or_exit(args.config).api if args.config else ApiSection()
+    hasher = HashParams(api.hash_memory_kib, api.hash_time_cost).hasher()
     if sys.stdin.isatty():
         pw = getpass.getpass("password: ")
         if getpass.getpass("again: ") != pw:
@@ -51,7 +55,7 @@ def _hash_password(args: argparse.Namespace) -> int:
     if not pw:
         print("an empty password is refused", file=sys.stderr)
         return 1
-    print(PasswordHasher().hash(pw))
+    print(hasher.hash(pw))
     return 0
 
 
@@ -140,6 +144,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.set_defaults(func=_check)
 
     h = sub.add_parser("hash-password", help="read a password (stdin or prompt), print its argon2 hash")
+    h.add_argument("-c", "--config", help="hash with this configuration's [api] hash_memory_kib and hash_time_cost")
     h.set_defaults(func=_hash_password)
 
     m = sub.add_parser("mqtt-auth", help="Mosquitto password and ACL files: a login per enterprise, officer, "

@@ -9,8 +9,11 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.sync.client import connect
 
+from gateway.config import parse_config
+from gateway.errors import ConfigError
 from tests.api.test_live_stream import close_code
 from tests.server import HASHES, ApiServer, make_config
 
@@ -206,3 +209,20 @@ def test_the_live_stream_checks_tokens_the_same_way(server: ApiServer) -> None:
         assert admin.post("/users/zhang/disable").status_code == 200
     with connect(url, open_timeout=5) as ws:
         assert close_code(ws) == 4401
+
+
+def test_the_configuration_refuses_token_ttl_and_costly_hashes() -> None:
+    cfg = make_config()
+    cfg["api"] = {"token_ttl": 3600}
+    with pytest.raises(ConfigError, match="token_ttl is replaced by access_ttl"):
+        parse_config(cfg)
+    cfg = make_config()
+    cfg["api"] = {"access_ttl": 3600, "refresh_ttl": 3600}
+    with pytest.raises(ConfigError, match="refresh_ttl must be longer"):
+        parse_config(cfg)
+    for bad in ("plain", "$argon2id$v=19$m=1048576,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+                "$argon2id$v=19$m=1024,t=100,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA"):
+        cfg = make_config()
+        cfg["users"][0]["password_hash"] = bad
+        with pytest.raises(ConfigError, match="password_hash must be an argon2 hash"):
+            parse_config(cfg)
