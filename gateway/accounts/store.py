@@ -109,6 +109,9 @@ class AccountStore:
     def session(self, sid: str) -> Session | None:
         return self._sessions.get(sid)
 
+    def sessions_of(self, username: str) -> list[Session]:
+        return [s for s in list(self._sessions.values()) if s.username == username]
+
     def audit(self, usernames: Collection[str] | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
         """Audit rows, newest first; only those about ``usernames`` if given."""
         sql = "SELECT id, ts_ms, actor, action, username, old, new FROM audit"

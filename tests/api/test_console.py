@@ -1,16 +1,19 @@
-"""The officer console in headless Chromium (Debian `chromium`): log in, see an alarm arrive live, ack it."""
+"""The officer console in headless Chromium (Debian `chromium`): log in, see an alarm arrive live, ack it;
+renew an expired access token with the refresh token, and end the session on logout."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from gateway.clock import ManualClock
 from tests.helpers import wait_for
 from tests.peers import need_binary
-from tests.server import ApiServer
+from tests.server import ApiServer, make_config
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -92,3 +95,23 @@ def test_a_department_reports_back_from_the_console(server: ApiServer) -> None:
     assert a.case == "resolved"
     assert [(e.type, e.actor, e.note) for e in srv.gw.book.history(alarm["id"])][-1] == (
         "resolved", "fire", "sprinklers tested, valve sealed")
+
+
+def test_the_console_renews_its_token_and_logs_out(tmp_path: Path) -> None:
+    clock = ManualClock(time.time_ns())
+    with ApiServer(tmp_path / "gw", make_config(), clock=clock) as srv, console_page(srv) as page:
+        page.fill("input[name=username]", "zhang")
+        page.fill("input[name=password]", "zhang")
+        page.click("button[type=submit]")
+        expect(page.locator("#status")).to_contain_text("live")
+        first = page.evaluate("sessionStorage.getItem('gridgate.token')")
+        clock.advance(901)  # the access token has expired; the session (12 h) has not
+        page.reload()
+        expect(page.locator("#who")).to_contain_text("zhang (officer)")
+        expect(page.locator("#status")).to_contain_text("live")
+        assert page.evaluate("sessionStorage.getItem('gridgate.token')") != first
+        store = srv.gw.accounts.store
+        assert len(store.sessions_of("zhang")) == 1
+        page.click("#logout")
+        expect(page.locator("#login")).to_be_visible()
+        wait_for(lambda: not store.sessions_of("zhang"), what="the console's logout to end the session")
