@@ -11,9 +11,13 @@ A client resumes from the id of the last event it saw or, before it saw any, fro
 another data directory with the same secret) counts as that newest event.
 
 The token comes from ``Authorization: Bearer`` or ``?access_token=`` (browsers cannot set headers
-on a WebSocket). Close codes: 4401 bad or missing token, 1008 a ``last_event_id`` that is not a
-cursor of this gateway, 1013 (try again later) when the hub cut the subscription off for falling
-behind: reconnect with the last id seen, 1012 when the server stops.
+on a WebSocket). The token is checked at the handshake and again whenever the account store
+revokes tokens of its login (a logout, a disable, a new password, a new role or scope): a stream
+whose token is no longer honoured is closed with 4401 at once (the expiry of an access token
+does not end a stream already open). Close codes: 4401 bad, missing or revoked token, 1008 a
+``last_event_id`` that is not a cursor of this gateway, 1013 (try again later) when the hub cut
+the subscription off for falling behind: reconnect with the last id seen, 1012 when the server
+stops.
 
 No gap, no duplicate: the stream subscribes to the hub *before* reading the book, so an event is
 either in the replay, or in the subscription queue, or both; those already sent (id <= the last
@@ -68,14 +72,23 @@ async def live(ws: WebSocket, gateway: GatewayDep, cursor: EventCursorDep) -> No
     with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.within) as sub:
         head = gateway.book.last_event_id()  # on the loop, right after subscribing: nothing in between
         await ws.accept()
-        pump = asyncio.create_task(_pump(ws, gateway, cursor, scope, sub, head, last_id))
-        watch = asyncio.create_task(_watch(ws))
+        revoked = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_revoke(username: str) -> None:  # called by the store, on whichever thread wrote
+            if username == user.username:
+                loop.call_soon_threadsafe(revoked.set)
+
+        stop_listening = gateway.accounts.store.on_revoke(on_revoke)
+        tasks = (asyncio.create_task(_pump(ws, gateway, cursor, scope, sub, head, last_id)),
+                 asyncio.create_task(_watch(ws)), asyncio.create_task(_guard(ws, gateway, token, revoked)))
         try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump, watch):
+            stop_listening()
+            for task in tasks:
                 task.cancel()
-            for task in (pump, watch):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError, RuntimeError):
                     await task
 
@@ -102,6 +115,18 @@ async def _pump(ws: WebSocket, gateway: GatewayView, cursor: EventCursor, scope:
             continue
         await ws.send_text(orjson.dumps(cursor.event(event)).decode())
         last = event.id
+
+
+async def _guard(ws: WebSocket, gateway: GatewayView, token: str, revoked: asyncio.Event) -> None:
+    """Close the stream with 4401 once its token is no longer honoured (checked when revoked is set)."""
+    while True:
+        await revoked.wait()
+        revoked.clear()
+        try:
+            user_of_token(gateway, token)
+        except TokenError as exc:
+            await ws.close(CLOSE_AUTH, f"unauthorized: {exc}")
+            return
 
 
 async def _watch(ws: WebSocket) -> None:

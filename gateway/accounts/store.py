@@ -7,14 +7,15 @@ when, the fields before and after; a password change says only that it happened:
 in the audit). A change of role or scope, a new password or a disable bumps the account's token
 version and closes all its sessions, which revokes every token it holds. Sessions (one per login,
 ended by logout or expiry; the refresh token names the session's current refresh id, so a refresh
-token works once) are capped per user, the oldest closed first, so memory stays bounded.
+token works once) are capped per user, the oldest closed first, so memory stays bounded. Whoever
+holds a token open (the live stream) can listen for revocations (:meth:`AccountStore.on_revoke`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ class AccountStore:
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, Session] = {}
+        self._listeners: set[Callable[[str], None]] = set()
         for row in self.db.execute("SELECT username, role, officer, department, enterprise, area, password_hash,"
                                    " enabled, token_version, created_ms, updated_ms FROM users"):
             user = User(username=row[0], role=row[1], officer=row[2], department=row[3], enterprise=row[4],
@@ -91,6 +93,16 @@ class AccountStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def on_revoke(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(username)`` after tokens of a login are revoked (on the writer's thread);
+        returns the function that stops it."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def _revoked(self, username: str) -> None:
+        for listener in list(self._listeners):
+            listener(username)
 
     # reading (memory only)
 
@@ -199,7 +211,9 @@ class AccountStore:
             if revoke:
                 for sid in [s.sid for s in self._sessions.values() if s.username == username]:
                     del self._sessions[sid]
-            return account
+        if revoke:
+            self._revoked(username)
+        return account
 
     # sessions: not audited (a login is not a change of the account)
 
@@ -214,9 +228,10 @@ class AccountStore:
             self._session_sql([("DELETE FROM sessions WHERE sid=?", (sid,)) for sid in gone]
                               + [("INSERT INTO sessions VALUES (?,?,?,?,?)", (session.sid, session.username,
                                   session.refresh_jti, session.created_s, session.expires_s))])
-            for sid in gone:
-                self._sessions.pop(sid, None)
+            closed = {self._sessions.pop(sid).username for sid in gone}
             self._sessions[session.sid] = session
+        for username in closed:
+            self._revoked(username)
 
     def rotate(self, sid: str, old_jti: str, new_jti: str, expires_s: int) -> bool:
         """Move a session to a new refresh id if ``old_jti`` is its current one; False otherwise."""
@@ -232,7 +247,9 @@ class AccountStore:
     def close_session(self, sid: str) -> None:
         with self._lock:
             self._session_sql([("DELETE FROM sessions WHERE sid=?", (sid,))])
-            self._sessions.pop(sid, None)
+            gone = self._sessions.pop(sid, None)
+        if gone is not None:
+            self._revoked(gone.username)
 
     def _session_sql(self, statements: list[tuple[str, tuple]]) -> None:
         try:

@@ -226,3 +226,18 @@ def test_the_configuration_refuses_token_ttl_and_costly_hashes() -> None:
         cfg["users"][0]["password_hash"] = bad
         with pytest.raises(ConfigError, match="password_hash must be an argon2 hash"):
             parse_config(cfg)
+
+
+def test_an_open_stream_ends_when_its_token_is_revoked(server: ApiServer) -> None:
+    mine, other = login(server, "zhang").json(), login(server, "zhang").json()
+    with connect(f"{server.ws_base}/alarms/live?access_token={mine['access_token']}", open_timeout=5) as ws:
+        assert httpx.post(f"{server.base}/auth/logout", headers=bearer(other["access_token"])).status_code == 204
+        alarm = server.raise_alarm("hengyuan/gas/ch4")  # another session's logout leaves this stream alone
+        assert orjson.loads(ws.recv(timeout=5))["alarm"]["id"] == alarm["id"]
+        with server.client("admin") as admin:
+            assert admin.post("/users/zhang/disable").status_code == 200
+        assert close_code(ws) == 4401
+    token = login(server, "wang").json()["access_token"]
+    with connect(f"{server.ws_base}/alarms/live?access_token={token}", open_timeout=5) as ws:
+        assert httpx.post(f"{server.base}/auth/logout", headers=bearer(token)).status_code == 204
+        assert close_code(ws) == 4401
