@@ -112,7 +112,8 @@ class PasswordPool:
         return await self._run(self._verify, password_hash, password)
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
-        self.verified += 1
+        with self._lock:
+            self.verified += 1
         if password_hash is None:
             verify(self._dummy(self.dummy_params), password)
             return False

@@ -86,6 +86,26 @@ def test_tokens_expire_on_the_gateways_clock(manual: ApiServer, clock: ManualClo
     assert httpx.post(f"{manual.base}/auth/refresh", json={"refresh_token": last["refresh_token"]}).status_code == 401
 
 
+def test_the_wait_doubles_after_the_free_failures_then_locks() -> None:
+    table = FailureTable(Rule(5, 20), lock_s=900, max_delay_s=60, max_keys=10)
+    waits = []
+    for _ in range(21):
+        table.fail("zhang", 0.0)
+        waits.append(table.wait_s("zhang", 0.0))
+    assert waits == [0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60, 60, 60, 60, 60, 900, 900]
+    assert table.wait_s("zhang", 899.5) == 0.5 and table.wait_s("zhang", 900.0) == 0.0
+    assert len(table) == 0  # forgotten lock_s after the last failure
+
+
+def test_one_address_guessing_many_names_is_slowed_too(manual: ApiServer, clock: ManualClock) -> None:
+    for i in range(25):  # a name each: no name is slowed, the address has five times a name's room
+        assert login(manual, f"ghost-{i}", "guess").status_code == 401
+    r = login(manual, "zhang", "zhang")
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    clock.advance(1)
+    assert login(manual, "zhang", "zhang").status_code == 200
+
+
 def test_failure_tables_are_bounded() -> None:
     table = FailureTable(Rule(5, 20), lock_s=900, max_delay_s=60, max_keys=100)
     for i in range(10_000):
