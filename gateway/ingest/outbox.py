@@ -14,7 +14,11 @@ which time span were lost, for the ``data_loss`` system alarm. Nothing is droppe
 that a kept consumer (the detector) has not confirmed are never dropped: the quota may cost
 storage, never an evaluation.
 
-All methods are synchronous and thread-safe; the runtime calls them from one worker thread.
+All methods are synchronous and thread-safe; the runtime calls them from one worker thread. The
+most recent batches are also kept in memory, as they were committed (a bounded tail, up to
+``tail_readings``): a consumer that keeps up reads them from there with :meth:`read_tail`, on its
+own thread and without SQLite, and only one that fell further behind reads the file. The tail is a
+copy of what is durable, never a step before it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -89,7 +95,8 @@ def decode(payload: bytes, n: int) -> ReadingBatch:
 class Outbox:
     """Batches waiting for their sinks, in one SQLite file."""
 
-    def __init__(self, path: str | Path, sinks: Sequence[str], max_bytes: int, keep: Sequence[str] = ()) -> None:
+    def __init__(self, path: str | Path, sinks: Sequence[str], max_bytes: int, keep: Sequence[str] = (),
+                 tail_readings: int = 100_000) -> None:
         self.path = str(path)
         self.sinks = list(sinks)
         self.keep = list(keep)  # consumers whose unconfirmed batches the quota never drops
@@ -111,6 +118,11 @@ class Outbox:
         totals = self._db.execute("SELECT COALESCE(SUM(batches), 0), COALESCE(SUM(readings), 0) FROM losses")
         self.dropped_batches, self.dropped_readings = (int(x) for x in totals.fetchone())
         self.appended = 0
+        # the newest committed batches, in seq order: (seq, accepted at, batch); bounded by readings
+        self.tail_readings = tail_readings
+        self._tail: deque[tuple[int, int, ReadingBatch]] = deque()
+        self._tail_n = 0
+        self._tail_lock = threading.Lock()
 
     def append(self, batch: ReadingBatch) -> DropReport | None:
         """Commit a batch; if that passes the quota, drop the oldest batches and say what went."""
@@ -118,19 +130,62 @@ class Outbox:
             return None
         payload = encode(batch)
         t_min, t_max = int(batch.ts.min()), int(batch.ts.max())
+        at = time.time_ns()
         with self._lock:
             try:
                 cur = self._db.execute("INSERT INTO batches (n, t_min, t_max, at, payload) VALUES (?, ?, ?, ?, ?)",
-                                       (len(batch), t_min, t_max, time.time_ns(), payload))
+                                       (len(batch), t_min, t_max, at, payload))
             except sqlite3.Error as exc:
                 raise StoreError(f"outbox append of {len(batch)} readings failed: {exc}") from exc
             self.last_seq = int(cur.lastrowid or self.last_seq + 1)
+            self._remember(self.last_seq, at, batch)
             self.size += len(payload)
             self.readings += len(batch)
             self.appended += len(batch)
             if self.size <= self.max_bytes:
                 return None
             return self._enforce_quota()
+
+    def _remember(self, seq: int, at: int, batch: ReadingBatch) -> None:
+        for array in (batch.sensor, batch.ts, batch.value, batch.quality):
+            array.flags.writeable = False  # shared with every consumer that reads the tail
+        with self._tail_lock:
+            tail = self._tail
+            if tail and tail[-1][0] != seq - 1:  # a gap (cannot happen with AUTOINCREMENT): start afresh
+                tail.clear()
+                self._tail_n = 0
+            tail.append((seq, at, batch))
+            self._tail_n += len(batch)
+            while self._tail_n > self.tail_readings and len(tail) > 1:
+                self._tail_n -= len(tail.popleft()[2])
+
+    def _forget_upto(self, seq: int) -> None:
+        with self._tail_lock:
+            while self._tail and self._tail[0][0] <= seq:
+                self._tail_n -= len(self._tail.popleft()[2])
+
+    def read_tail(self, after: int, max_readings: int) -> Pending | None | Literal[False]:
+        """The batches after ``after`` from the in-memory tail, like :meth:`read`; None if there are
+        none yet, False if the tail does not reach back to ``after`` (then :meth:`read` the file).
+        Cheap and never waits for SQLite: callable from the event loop."""
+        with self._tail_lock:
+            tail = self._tail
+            if not tail or tail[0][0] > after + 1:
+                return None if after >= self.last_seq else False
+            if tail[-1][0] <= after:
+                return None
+            start = after + 1 - tail[0][0]
+            parts: list[ReadingBatch] = []
+            total, last, since = 0, after, 0
+            for i in range(start, len(tail)):
+                seq, at, batch = tail[i]
+                if parts and total + len(batch) > max_readings:
+                    break
+                parts.append(batch)
+                total += len(batch)
+                last = seq
+                since = since or at
+        return Pending(last, parts[0] if len(parts) == 1 else ReadingBatch.concat(parts), since)
 
     def _enforce_quota(self) -> DropReport | None:
         dropped: list[tuple[int, int, int, int, int]] = []
@@ -158,6 +213,7 @@ class Outbox:
                          (report.batches, report.readings, report.t_min, report.t_max))
         self._db.execute("UPDATE cursors SET seq = ? WHERE seq < ?", (upto, upto))
         self._db.execute("COMMIT")
+        self._forget_upto(upto)
         self.size = size
         self.readings -= readings
         self.dropped_batches += report.batches
@@ -170,10 +226,13 @@ class Outbox:
 
     def read(self, sink: str, max_readings: int, after: int | None = None) -> Pending | None:
         """The oldest batches ``sink`` has not confirmed (or those after ``after``), up to about
-        ``max_readings`` readings."""
+        ``max_readings`` readings: from the in-memory tail when it reaches back that far."""
         with self._lock:
             if after is None:
                 after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
+            cached = self.read_tail(after, max_readings)
+            if cached is not False:
+                return cached
             rows = self._db.execute("SELECT seq, n, at, payload FROM batches WHERE seq > ? ORDER BY seq",
                                     (after,))
             parts, total, last, since = [], 0, after, 0
@@ -204,10 +263,12 @@ class Outbox:
             self.size -= int(freed[0])
             self.readings -= int(freed[1])
 
-    def backlog(self, sink: str) -> tuple[int, int | None]:
-        """Readings ``sink`` has not confirmed, and when (epoch ns) the oldest of them was accepted."""
+    def backlog(self, sink: str, after: int | None = None) -> tuple[int, int | None]:
+        """Readings ``sink`` has not confirmed (or those after ``after``), and when (epoch ns) the
+        oldest of them was accepted."""
         with self._lock:
-            after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
+            if after is None:
+                after = int(self._db.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()[0])
             n, oldest = self._db.execute("SELECT COALESCE(SUM(n), 0), MIN(at) FROM batches WHERE seq > ?",
                                          (after,)).fetchone()
         return int(n), (None if oldest is None else int(oldest))

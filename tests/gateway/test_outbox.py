@@ -56,6 +56,41 @@ def test_unconfirmed_batches_replay_after_reopen(tmp_path: Path) -> None:
     assert ob.readings == 15
 
 
+def test_the_tail_in_memory_reads_as_the_file_and_falls_back_when_behind(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", ["sqlite"], 10**9, tail_readings=30)
+    assert ob.read_tail(0, 100) is None  # nothing accepted yet
+    for k in range(6):
+        ob.append(batch(k * 10, 10))
+    # 30 readings are kept: batches 4..6; a reader after 3 is served from memory, as from the file
+    mem = ob.read_tail(3, 100)
+    assert mem is not False and mem is not None and mem.last_seq == 6
+    assert mem.batch.value.tolist() == list(range(30, 60))
+    last = ob.read_tail(5, 100)
+    assert last and not last.batch.value.flags.writeable  # shared with every reader: nobody may change it
+    part = ob.read_tail(3, 20)
+    assert part and (part.last_seq, len(part.batch)) == (5, 20)  # whole batches, as read() gives them
+    assert ob.read_tail(6, 100) is None  # caught up
+    assert ob.read_tail(1, 100) is False  # behind the tail: read the file
+    older = ob.read("sqlite", 100, after=1)
+    assert older is not None and older.batch.value.tolist() == list(range(10, 60))
+    ob.close()
+    reopened = Outbox(tmp_path / "o.db", ["sqlite"], 10**9)
+    assert reopened.read_tail(3, 100) is False  # a new process has an empty tail: the file has it all
+    again = reopened.read("sqlite", 100, after=3)
+    assert again is not None and again.batch.value.tolist() == list(range(30, 60))
+
+
+def test_a_quota_drop_leaves_the_tail_too(tmp_path: Path) -> None:
+    per_batch = 100 * BYTES_PER_READING
+    ob = Outbox(tmp_path / "o.db", ["sqlite"], 2 * per_batch + 10)
+    for k in range(3):
+        ob.append(batch(k * 100, 100))
+    # the first batch went over the quota: neither the file nor the tail gives it again
+    assert ob.read_tail(0, 10**6) is False
+    rest = ob.read("sqlite", 10**6)
+    assert rest is not None and rest.batch.ts[0] == 100 * S
+
+
 def test_quota_drops_oldest_and_reports(tmp_path: Path) -> None:
     per_batch = 100 * BYTES_PER_READING
     ob = Outbox(tmp_path / "o.db", ["sqlite", "influxdb"], 3 * per_batch + 10)
