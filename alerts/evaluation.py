@@ -42,6 +42,8 @@ from gateway.registry import Registry
 
 log = logging.getLogger(__name__)
 CONSUMER = "detector"
+CONFIRM_EVERY = 1.0  # s: how often, while busy, the outbox hears how far the book has evaluated
+LINGER = 0.01  # s: while busy, at most one evaluation this often (idle: at once)
 
 
 class Evaluation:
@@ -49,7 +51,7 @@ class Evaluation:
 
     def __init__(self, registry: Registry, detector: Detector, book: AlarmBook, outbox: Outbox,
                  executor: Executor | None, dispatch: Callable[[list[AlarmEvent]], None],
-                 batch_size: int = 50_000) -> None:
+                 batch_size: int = 50_000, linger: float = LINGER) -> None:
         self.registry = registry
         self.detector = detector
         self.book = book
@@ -57,6 +59,7 @@ class Evaluation:
         self._executor = executor
         self.dispatch = dispatch
         self.batch_size = batch_size
+        self.linger = linger
         booked = book.cursor(CONSUMER)
         # The book is the authority; the outbox's copy may trail it by one confirm after a crash. A
         # book ahead of everything the outbox ever held means a new outbox file: start with it.
@@ -78,16 +81,40 @@ class Evaluation:
 
     async def run(self) -> None:
         await self._call(self.outbox.confirm, CONSUMER, self.cursor)
+        confirmed, confirmed_at = self.cursor, time.monotonic()
+        last_run = 0.0
         while True:
+            # Busy (the last evaluation was a moment ago), gather what the next few commits bring
+            # into one evaluation: its cost is mostly per call, not per reading. Idle, at once.
+            pause = last_run + self.linger - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             self.wakeup.clear()  # before reading: a commit that lands meanwhile sets it again
             self.busy = True
-            pending = await self._call(self.outbox.read, CONSUMER, self.batch_size, self.cursor)
+            # Keeping up, the batches are in the outbox's in-memory tail; behind, in its file.
+            pending = self.outbox.read_tail(self.cursor, self.batch_size)
+            if pending is False:
+                pending = await self._call(self.outbox.read, CONSUMER, self.batch_size, self.cursor)
             if pending is None:
                 self.busy = False
+                if confirmed < self.cursor:
+                    # quiet for a second: bring the outbox's copy of the cursor up to date
+                    try:
+                        async with asyncio.timeout(CONFIRM_EVERY):
+                            await self.wakeup.wait()
+                    except TimeoutError:
+                        await self._call(self.outbox.confirm, CONSUMER, self.cursor)
+                        confirmed, confirmed_at = self.cursor, time.monotonic()
+                    continue
                 await self.wakeup.wait()
                 continue
+            last_run = time.monotonic()
             self.evaluate(pending.batch, pending.last_seq)
-            await self._call(self.outbox.confirm, CONSUMER, pending.last_seq)
+            # The book holds the cursor (moved with the evaluation's commit); the outbox's copy only
+            # decides what may be deleted, so it follows at most once a second while busy.
+            if time.monotonic() - confirmed_at >= CONFIRM_EVERY:
+                await self._call(self.outbox.confirm, CONSUMER, self.cursor)
+                confirmed, confirmed_at = self.cursor, time.monotonic()
 
     def evaluate(self, batch: ReadingBatch, seq: int) -> None:
         """Evaluate the outbox's batches up to ``seq`` and commit their alarms with the cursor."""
@@ -112,7 +139,7 @@ class Evaluation:
         return self.cursor >= self.outbox.last_seq and not self.busy
 
     def health(self) -> dict[str, Any]:
-        backlog, oldest = self.outbox.backlog(CONSUMER)
+        backlog, oldest = self.outbox.backlog(CONSUMER, self.cursor)
         lag = 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
         return {"evaluated": self.evaluated, "cursor": self.cursor,
                 "behind_batches": max(0, self.outbox.last_seq - self.cursor),
