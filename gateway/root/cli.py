@@ -65,13 +65,15 @@ def _mqtt_auth(args: argparse.Namespace) -> int:
     return mqtt_auth.run(args, load_or_exit(args.config))
 
 
-def load_or_exit(path: str) -> Config:
-    """The configuration at ``path``; else every problem on standard error, and exit status 2."""
+def load_or_exit(path: str, compact: bool = False) -> Config:
+    """The configuration at ``path``; else every problem on standard error, and exit status 2.
+    ``compact`` (a long-running gateway): parse a large file in a child (gateway/root/loading.py)."""
     from gateway.config import load_config
     from gateway.errors import ConfigError
+    from gateway.root.loading import load_compact
 
     try:
-        return load_config(path)
+        return load_compact(path) if compact else load_config(path)
     except ConfigError as exc:
         for key, msg in exc.problems:
             print(f"{path}: {key}: {msg}", file=sys.stderr)
@@ -82,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     from api.server import serve_api
     from gateway.root.runtime import Gateway
 
-    cfg = load_or_exit(args.config)
+    cfg = load_or_exit(args.config, compact=True)
     gw = Gateway(cfg, data_dir=args.data_dir)
 
     async def api(g: Gateway) -> None:

@@ -141,3 +141,72 @@ def test_cli_hash_password_verifies() -> None:
     empty = subprocess.run([sys.executable, "-m", "gateway.root.cli", "hash-password"], input="\n",
                            capture_output=True, text=True, cwd=ROOT)
     assert empty.returncode == 1
+
+
+def test_equal_point_tables_share_their_points_and_unequal_ones_do_not() -> None:
+    data = example()
+    first = data["devices"][0]
+    twins = [dict(first, id=f"twin-{k}", unit=2 + k) for k in range(3)]  # devices of one model
+    data["devices"] += twins
+    odd = copy.deepcopy(first["points"])
+    odd[1]["high"] = 5.0  # one limit differs
+    data["devices"].append(dict(first, id="odd", unit=9, points=odd))
+    cfg = parse_config(data)
+    by_id = {d.id: d for d in cfg.devices}
+    for k in range(3):
+        assert all(a is b for a, b in zip(by_id[first["id"]].points, by_id[f"twin-{k}"].points, strict=True))
+    odd_points = by_id["odd"].points
+    assert odd_points[0] is by_id[first["id"]].points[0]
+    assert odd_points[1] is not by_id[first["id"]].points[1] and odd_points[1].high == 5.0
+    # sharing is per parse: another configuration never gets this one's points
+    assert parse_config(example()).devices[0].points[0] is not by_id[first["id"]].points[0]
+
+
+def test_a_shared_point_never_hides_a_bad_one() -> None:
+    data = example()
+    first = data["devices"][0]
+    bad = copy.deepcopy(first["points"])
+    bad[0]["deadband"] = -1.0  # refused, however many equal good tables came before it
+    data["devices"] += [dict(first, id="twin", unit=2), dict(first, id="bad", unit=3, points=bad)]
+    assert any(where.startswith("devices[") and where.endswith("].points[0].deadband")
+               for where, _ in problems_of(data))
+    from gateway.config import _frozen
+
+    # equal in Python but not alike to validate: never taken for one another
+    assert _frozen({"address": 1}) != _frozen({"address": 1.0}) != _frozen({"address": True})
+    assert _frozen({"a": [1, {"b": 2}]}) == _frozen({"a": [1, {"b": 2}]})
+
+
+def test_a_large_configuration_is_parsed_in_a_child_with_the_same_result(tmp_path: Path) -> None:
+    from gateway.root.loading import FORK_ABOVE
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    big = tmp_path / "big.toml"
+    big.write_text(text + "\n" + ("#" * 79 + "\n") * (FORK_ABOVE // 80 + 1), encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(big.read_text(encoding="utf-8").replace('grid = "43090300100201"', 'grid = "nowhere"'),
+                   encoding="utf-8")
+    # in a process of its own: the loader forks only where no other thread runs
+    probe = (
+        "import os, sys\n"
+        "from gateway.root.loading import load_compact\n"
+        "from gateway.config import load_config\n"
+        "from gateway.errors import ConfigError\n"
+        "pid = os.getpid()\n"
+        "forks = []\n"
+        "real_fork = os.fork\n"
+        "os.fork = lambda: forks.append(1) or real_fork()\n"
+        "assert load_compact(sys.argv[1]) == load_config(sys.argv[1]) and forks == [1]\n"
+        "try:\n"
+        "    load_compact(sys.argv[2])\n"
+        "except ConfigError as exc:\n"
+        "    try:\n"
+        "        load_config(sys.argv[2])\n"
+        "    except ConfigError as same:\n"
+        "        assert exc.problems == same.problems and exc.problems, exc.problems\n"
+        "        print('problems', len(exc.problems), len(forks), os.getpid() == pid)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(big), str(bad)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "problems" and out.stdout.split()[2:] == ["2", "True"]
