@@ -21,6 +21,7 @@ from gateway.config import User
 from gateway.errors import UnknownAlarm
 from gateway.registry import Registry
 from tests.helpers import CH4, district, mqtt_device
+from tests.server import HASHES
 
 T0 = 1_767_225_600_000
 G1, G2 = "43090300100201", "43090300100301"
@@ -69,7 +70,8 @@ def book(tmp_path: Path) -> AlarmBook:
 
 
 def scopes(book: AlarmBook) -> list[Within]:
-    users = [User(username=f"u{i}", password_hash="-", **login) for i, login in enumerate(LOGINS)]
+    users = [User(username=f"u{i}", password_hash=HASHES["admin"], **login)
+             for i, login in enumerate(LOGINS)]
     return [scope_of(book.registry, u).within for u in users] + BY_HAND
 
 
@@ -100,7 +102,7 @@ def test_an_event_is_in_scope_when_its_alarm_is(book: AlarmBook) -> None:
 
 def test_what_the_departments_see(book: AlarmBook) -> None:
     """Spelt out for three scopes, so that the comparison above is not of two equal mistakes."""
-    [fire, yjj] = [scope_of(book.registry, User(username="d", password_hash="-", role="department",
+    [fire, yjj] = [scope_of(book.registry, User(username="d", password_hash=HASHES["admin"], role="department",
                                                 department=d)).within for d in ("fire", "yjj")]
     alarms = book.list_alarms(None, limit=1000)
 

@@ -29,13 +29,13 @@ from tests.helpers import CH4, district, mqtt_device
 from tests.server import G1 as API_G1
 from tests.server import G2 as API_G2
 from tests.server import G3 as API_G3
-from tests.server import ApiServer
+from tests.server import HASHES, ApiServer
 
 T0 = 1_767_225_600_000  # epoch ms
 S, MIN, HOUR = 1000, 60_000, 3_600_000
 G1, G2 = "43090300100201", "43090300100301"
-USERS = [{"username": "u1", "password_hash": "x", "role": "officer", "officer": "o1"},
-         {"username": "boss", "password_hash": "x", "role": "admin"}]
+USERS = [{"username": "u1", "password_hash": HASHES["admin"], "role": "officer", "officer": "o1"},
+         {"username": "boss", "password_hash": HASHES["admin"], "role": "admin"}]
 
 
 @pytest.fixture
