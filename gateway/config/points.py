@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ModelWrapValidatorHandler, ValidationInfo, model_validator
 
-from gateway.config.base import Slug, Strict
+from gateway.config.base import Int, Number, Slug, Strict
 from gateway.standards import DEFAULT_RANGES, LIMIT_KEYS, looser_than_standard, standard_limits
 
 PointKind = Literal[
@@ -57,33 +57,33 @@ class Point(Strict):
     unit: str = ""
     name: str | None = None
     gas: Literal["h2s", "co", "nh3", "cl2", "benzene"] | None = None
-    range_low: float | None = None
-    range_high: float | None = None
-    low_low: float | None = None
-    low: float | None = None
-    high: float | None = None
-    high_high: float | None = None
-    deadband: float = Field(0.0, ge=0)
-    on_delay: float = Field(0.0, ge=0)
-    off_delay: float = Field(0.0, ge=0)
-    alarm_mask: int | None = Field(None, ge=1, le=0xFFFF_FFFF)  # status: bits that mean fault/trip
+    range_low: Number | None = None
+    range_high: Number | None = None
+    low_low: Number | None = None
+    low: Number | None = None
+    high: Number | None = None
+    high_high: Number | None = None
+    deadband: Number = Field(0.0, ge=0)
+    on_delay: Number = Field(0.0, ge=0)
+    off_delay: Number = Field(0.0, ge=0)
+    alarm_mask: Int | None = Field(None, ge=1, le=0xFFFF_FFFF)  # status: bits that mean fault/trip
     # "4-20mA": the collector delivers the loop current (after scale/offset); the intake converts it
     # to engineering units over the measuring range (NAMUR NE 43).
     signal: Literal["value", "4-20mA"] = "value"
-    rate_of_change: float | None = Field(None, gt=0)  # units per minute: alarm on a faster rise
-    rate_window: float = Field(60.0, gt=0, le=3600)  # seconds the rise is measured over
+    rate_of_change: Number | None = Field(None, gt=0)  # units per minute: alarm on a faster rise
+    rate_window: Number = Field(60.0, gt=0, le=3600)  # seconds the rise is measured over
     # A status point of the same device; while it reads 0 (the unit is stopped) this point's
     # alarms are suppressed by design (ISA-18.2), and return by their condition when it runs again.
     suppressed_by: Slug | None = None
     # Modbus addressing (ignored for MQTT devices, required for Modbus ones)
     register_type: RegisterType | None = Field(None, alias="register")
-    address: int | None = Field(None, ge=0, le=65535)
+    address: Int | None = Field(None, ge=0, le=65535)
     dtype: DType | None = None
     order: ByteOrder = "ABCD"
-    bit: int | None = Field(None, ge=0, le=15)
-    count: int | None = Field(None, ge=1, le=4)
-    scale: float = 1.0
-    offset: float = 0.0
+    bit: Int | None = Field(None, ge=0, le=15)
+    count: Int | None = Field(None, ge=1, le=4)
+    scale: Number = 1.0
+    offset: Number = 0.0
     # Only in top-level [[points]]: the device the point belongs to.
     enterprise: Slug | None = None
     device: Slug | None = None
@@ -92,7 +92,8 @@ class Point(Strict):
     def _check(self) -> Point:
         if self.kind == "toxic_gas" and self.gas is not None:
             if self.unit not in ("ppm", "mg/m3", "mg/m³"):
-                raise ValueError(f"toxic gas {self.gas} needs unit ppm or mg/m³, not {self.unit!r}")
+                given = f"not {self.unit!r}" if "unit" in self.model_fields_set else "unit is not set"
+                raise ValueError(f"toxic gas {self.gas} needs unit ppm or mg/m³, {given}")
         elif self.gas is not None:
             raise ValueError("gas is only for kind = 'toxic_gas'")
         if self.kind == "combustible_gas" and self.unit not in ("%LEL", ""):
@@ -103,14 +104,14 @@ class Point(Strict):
             raise ValueError("alarm_mask is only for kind = 'status'")
         lo, hi = self.effective_range()
         if lo is not None and hi is not None and not lo < hi:
-            raise ValueError(f"range_low ({lo:g}) must be below range_high ({hi:g})")
+            raise ValueError(f"{self._value('range_low', lo)} must be below {self._value('range_high', hi)}")
         self._check_signal(lo, hi)
         limits = self.effective_limits()
         problems = looser_than_standard(self.kind, self._explicit_limits(), self.standard())
         ordered = [(k, limits[k]) for k in LIMIT_KEYS if k in limits]
         for (ka, va), (kb, vb) in zip(ordered, ordered[1:], strict=False):
             if not va < vb:
-                problems.append(f"limits out of order: {ka} ({va:g}) must be below {kb} ({vb:g})")
+                problems.append(f"limits out of order: {self._value(ka, va)} must be below {self._value(kb, vb)}")
         problems += [f"{k} must be a finite number" for k, v in limits.items() if not math.isfinite(v)]
         if problems:
             raise ValueError("; ".join(problems))
@@ -152,6 +153,10 @@ class Point(Strict):
         if self.address + needed > 65536:
             raise ValueError(f"address {self.address} + {needed} registers runs past 65535")
 
+    def _value(self, key: str, value: float) -> str:
+        """``key (value)``, saying so when the value is the kind's default rather than the user's."""
+        return f"{key} ({value:g})" if getattr(self, key) is not None else f"{key} ({value:g}, the default for {self.kind})"
+
     @property
     def modbus_dtype(self) -> str:
         return self.dtype or "bool"
@@ -176,8 +181,6 @@ class Point(Strict):
             self.range_low if self.range_low is not None else lo,
             self.range_high if self.range_high is not None else hi,
         )
-
-
 
     @model_validator(mode="wrap")
     @classmethod

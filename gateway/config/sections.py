@@ -8,7 +8,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, IPvAnyNetwork, model_validator
 
-from gateway.config.base import MAX_HASH_MEMORY_KIB, MAX_HASH_TIME_COST, Slug, Strict, argon2_hash_ok
+from gateway.config.base import (
+    MAX_HASH_MEMORY_KIB,
+    MAX_HASH_TIME_COST,
+    Int,
+    Number,
+    Slug,
+    Strict,
+    argon2_hash_ok,
+    shown,
+)
 from gateway.duty import TimeZoneName, time_zone
 
 
@@ -28,9 +37,9 @@ class MqttSection(Strict):
     password: str | None = None
     prefix: str = "gridgate/v1"
     client_id: str | None = None  # default: "gridgate-{gateway.id}"
-    keepalive: int = Field(30, ge=5, le=3600)
-    max_payload: int = Field(256 * 1024, ge=1024)
-    max_clock_skew: float = Field(300.0, gt=0)  # s: a telemetry ts further ahead is refused (ts_future)
+    keepalive: Int = Field(30, ge=5, le=3600)
+    max_payload: Int = Field(256 * 1024, ge=1024)
+    max_clock_skew: Number = Field(300.0, gt=0)  # s: a telemetry ts further ahead is refused (ts_future)
     ca_file: str | None = None  # mqtts: the CA that signed the broker's certificate (default: the system's)
     cert_file: str | None = None  # mqtts: a client certificate, for a broker that requires one
     key_file: str | None = None  # its private key, unless it is in cert_file
@@ -41,7 +50,7 @@ class MqttSection(Strict):
             raise ValueError(f"url must start with mqtt:// or mqtts://, not {self.url!r}")
         tls_keys = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
         if tls_keys and not self.url.startswith("mqtts://"):
-            raise ValueError(f"{', '.join(tls_keys)} need an mqtts:// url")
+            raise ValueError(f"{', '.join(tls_keys)} need an mqtts:// url, not {shown(self, 'url')}")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file")
         return self
@@ -57,25 +66,25 @@ class InfluxSection(Strict):
 
 class StorageSection(Strict):
     backend: Literal["sqlite", "influxdb"] = "sqlite"
-    retention_days: int = Field(30, ge=1)
-    outbox_max_mb: int = Field(1024, ge=1)
+    retention_days: Int = Field(30, ge=1)
+    outbox_max_mb: Int = Field(1024, ge=1)
     influxdb: InfluxSection = InfluxSection()
 
 
 class ApiSection(Strict):
     listen: str = "127.0.0.1:8000"
-    token_ttl: int | None = None  # replaced by access_ttl and refresh_ttl: refused with a message saying so
-    access_ttl: int = Field(15 * 60, ge=60, le=24 * 3600)  # seconds an access token is good for
-    refresh_ttl: int = Field(12 * 3600, ge=300, le=90 * 86400)  # seconds a refresh token (a session) lasts
+    token_ttl: Int | None = None  # replaced by access_ttl and refresh_ttl: refused with a message saying so
+    access_ttl: Int = Field(15 * 60, ge=60, le=24 * 3600)  # seconds an access token is good for
+    refresh_ttl: Int = Field(12 * 3600, ge=300, le=90 * 86400)  # seconds a refresh token (a session) lasts
     # argon2id parameters of new hashes (OWASP: 19 MiB, 2 passes, 1 lane); lower only for tests
-    hash_memory_kib: int = Field(19 * 1024, ge=1024, le=MAX_HASH_MEMORY_KIB)
-    hash_time_cost: int = Field(2, ge=1, le=MAX_HASH_TIME_COST)
-    login_workers: int = Field(1, ge=1, le=8)  # threads doing argon2 (a core each while busy); memory: x a hash
-    login_queue: int = Field(8, ge=0, le=256)  # logins waiting for a worker; one more is a 503 at once
-    lock_after: int = Field(20, ge=5, le=1000)  # failed logins of one username before it is locked
-    lock_seconds: int = Field(900, ge=10, le=86400)  # how long a lock lasts, and failures are remembered
-    reports_per_hour: int = Field(10, ge=1)  # public hazard reports accepted per client address
-    max_body: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # bytes; a larger request body is a 413
+    hash_memory_kib: Int = Field(19 * 1024, ge=1024, le=MAX_HASH_MEMORY_KIB)
+    hash_time_cost: Int = Field(2, ge=1, le=MAX_HASH_TIME_COST)
+    login_workers: Int = Field(1, ge=1, le=8)  # threads doing argon2 (a core each while busy); memory: x a hash
+    login_queue: Int = Field(8, ge=0, le=256)  # logins waiting for a worker; one more is a 503 at once
+    lock_after: Int = Field(20, ge=5, le=1000)  # failed logins of one username before it is locked
+    lock_seconds: Int = Field(900, ge=10, le=86400)  # how long a lock lasts, and failures are remembered
+    reports_per_hour: Int = Field(10, ge=1)  # public hazard reports accepted per client address
+    max_body: Int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # bytes; a larger request body is a 413
     # proxies whose X-Forwarded-For is believed (CIDRs); from any other peer the header is ignored
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     metrics_token: str | None = Field(None, min_length=16)  # bearer token of /metrics; unset: an admin login
@@ -85,7 +94,8 @@ class ApiSection(Strict):
         if self.token_ttl is not None:
             raise ValueError("token_ttl is replaced by access_ttl (default 900 s) and refresh_ttl (default 12 h)")
         if self.refresh_ttl <= self.access_ttl:
-            raise ValueError("refresh_ttl must be longer than access_ttl")
+            raise ValueError(f"refresh_ttl must be longer than access_ttl: {shown(self, 'refresh_ttl')}, "
+                             f"{shown(self, 'access_ttl')}")
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be host:port, not {self.listen!r}")
@@ -101,23 +111,23 @@ class ApiSection(Strict):
 
 
 class EscalateAfter(Strict):
-    high_high: float = Field(300, gt=0)
-    high: float = Field(900, gt=0)
-    other: float = Field(3600, gt=0)
+    high_high: Number = Field(300, gt=0)
+    high: Number = Field(900, gt=0)
+    other: Number = Field(3600, gt=0)
 
 
 class FloodSection(Strict):
     """An alarm flood (EEMUA 191): more than ``alarms`` new alarms in ``window`` seconds in one grid."""
 
-    alarms: int = Field(10, ge=1)
-    window: float = Field(600, gt=0)
+    alarms: Int = Field(10, ge=1)
+    window: Number = Field(600, gt=0)
 
 
 class ChatterSection(Strict):
     """A chattering alarm: ``cycles`` raise/clear cycles or more within ``window`` seconds."""
 
-    cycles: int = Field(3, ge=2)
-    window: float = Field(60, gt=0)
+    cycles: Int = Field(3, ge=2)
+    window: Number = Field(60, gt=0)
 
 
 class ReportsSection(Strict):
@@ -128,13 +138,13 @@ class ReportsSection(Strict):
     report alarms within ``window`` seconds; past that, reports go to the grid's own report alarm.
     """
 
-    per_grid: int = Field(5, ge=1)
-    window: float = Field(3600, gt=0)
+    per_grid: Int = Field(5, ge=1)
+    window: Number = Field(3600, gt=0)
 
 
 class AlarmsSection(Strict):
     escalate_after: EscalateAfter = EscalateAfter()
-    max_shelve: float = Field(8 * 3600, gt=0, le=7 * 86400)  # the longest shelf, seconds
+    max_shelve: Number = Field(8 * 3600, gt=0, le=7 * 86400)  # the longest shelf, seconds
     flood: FloodSection = FloodSection()
     chatter: ChatterSection = ChatterSection()
     reports: ReportsSection = ReportsSection()
@@ -148,7 +158,7 @@ class WebhookNotifierConfig(Strict):
     url: str = Field(pattern=r"^https?://")
     format: Literal["json", "dingtalk", "wecom"] = "json"
     secret: str | None = None  # json: HMAC-SHA256 key; dingtalk: the robot's signing secret
-    timeout: float = Field(5.0, gt=0, le=60)
+    timeout: Number = Field(5.0, gt=0, le=60)
     grids: list[Slug] = []
 
 

@@ -1,200 +1,172 @@
-"""The whole file: the ``Config`` model, the checks that span its sections, and loading.
+"""Validating ``gridgate.toml`` in one pass, and loading it.
 
-Checks that span sections (a grid that does not exist, duplicate ids, a point on another
-enterprise's device) are collected in one pass, so ``gridgate check`` can print every problem at once.
+Each section and each list item is validated on its own (a device's points each on their own too),
+so a misspelt key in ``[mqtt]`` hides nothing: the reference checks
+(:mod:`gateway.config.references`) still run on every item that validated, and every problem, of
+shape or of reference, comes back in one :class:`~gateway.errors.ConfigError`, in the order of the
+file. :func:`check_item` runs the same checks on one item against a valid configuration (the API's
+registry edits).
 """
 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.config.base import RESERVED_ENTERPRISES, Strict
-from gateway.config.devices import Device, ModbusDevice, ModbusLinkConfig, MqttDevice
+from gateway.config.base import Strict
+from gateway.config.devices import ModbusDevice
+from gateway.config.document import LISTS, SECTIONS, Config
 from gateway.config.points import Point
-from gateway.config.sections import (
-    AlarmsSection,
-    ApiSection,
-    GatewaySection,
-    MqttSection,
-    NotifierConfig,
-    StorageSection,
-    User,
+from gateway.config.references import (
+    ITEM_CHECKS,
+    Known,
+    device_key,
+    duplicate_problems,
+    point_problems,
+    reserved_name_problems,
+    serial_line_problems,
 )
-from gateway.config.site import Department, Enterprise, Grid, Officer
+from gateway.config.report import Loc, Problem, finish, keys_of, shape_problems, unknown_key
 from gateway.errors import ConfigError
 
 
-class Config(Strict):
-    gateway: GatewaySection = GatewaySection()
-    mqtt: MqttSection = MqttSection()
-    storage: StorageSection = StorageSection()
-    api: ApiSection = ApiSection()
-    alarms: AlarmsSection = AlarmsSection()
-    users: list[User] = []
-    departments: list[Department] = []
-    officers: list[Officer] = []
-    grids: list[Grid] = []
-    enterprises: list[Enterprise] = []
-    devices: list[Device] = []
-    points: list[Point] = []  # top-level points name their enterprise and device
-    notifiers: list[NotifierConfig] = []
-    links: list[ModbusLinkConfig] = []
+@dataclass
+class Item:
+    """One list item as validated: its model (None when its shape is wrong), and for a device its
+    points that validated, by position."""
 
-    def device_points(self, device: ModbusDevice | MqttDevice) -> list[Point]:
-        """A device's points: those nested under it and the top-level ones that name it."""
-        extra = [p for p in self.points if p.enterprise == device.enterprise and p.device == device.id]
-        return list(device.points) + extra
+    model: Any = None
+    points: list[tuple[int, Point]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif i > 0 and loc[i - 1] != "points" and part in ("modbus", "mqtt") and isinstance(loc[i - 1], int):
-            continue  # the discriminated union's tag adds nothing to the path
-        elif part.startswith("function-"):
-            continue
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
+def _model(model: type[Strict], data: Any, loc: Loc, context: dict) -> Item:
+    try:
+        return Item(model.model_validate(data, context=context))
+    except ValidationError as exc:
+        return Item(problems=shape_problems(exc, model, loc))
 
 
-def _link_problems(cfg: Config) -> list[tuple[str, str]]:
-    """Every ``[[links]]`` entry names an endpoint some device uses; devices on one serial port agree
-    on its line settings."""
-    problems: list[tuple[str, str]] = []
-    modbus = [(i, d) for i, d in enumerate(cfg.devices) if isinstance(d, ModbusDevice)]
-    used = {d.link_key() for _, d in modbus}
-    seen: set[tuple[str, str, str]] = set()
-    for i, lk in enumerate(cfg.links):
-        if lk.link_key() not in used:
-            problems.append((f"links[{i}]", f"no Modbus device uses {lk.transport} {lk.host or ''}:{lk.port}"))
-        elif lk.link_key() in seen:
-            problems.append((f"links[{i}]", "a second entry for the same endpoint"))
-        seen.add(lk.link_key())
-    line: dict[str, tuple[int, int, str, int]] = {}
-    for i, d in modbus:
-        if d.transport == "rtu":
-            settings = (d.baudrate, d.bytesize, d.parity, d.stopbits)
-            first = line.setdefault(str(d.port), settings)
-            if settings != first:
-                problems.append((f"devices[{i}]", f"serial settings differ from another device on {d.port}"))
-    return problems
+def validate_item(section: str, data: Any, loc: Loc, context: dict) -> Item:
+    """An item of list ``section``; a device's points are validated one by one, so that one wrong
+    point leaves the device and its other points to the reference checks."""
+    spec = LISTS[section]
+    if isinstance(spec, type):
+        return _model(spec, data, loc, context)
+    tag, models = spec
+    model = models.get(data.get(tag)) if isinstance(data, dict) else next(iter(models.values()))
+    if model is None:
+        choices = " or ".join(repr(t) for t in models)
+        msg = f"Field required ({choices})" if tag not in data else f"Input should be {choices}"
+        return Item(problems=[((*loc, tag), msg)])
+    raw_points = data.get("points") if isinstance(data, dict) else None
+    if not isinstance(raw_points, list):
+        return _model(model, data, loc, context)
+    item = _model(model, {k: v for k, v in data.items() if k != "points"}, loc, context)
+    for j, raw in enumerate(raw_points):
+        point = _model(Point, raw, (*loc, "points", j), context)
+        item.problems += point.problems
+        if point.model is not None:
+            item.points.append((j, point.model))
+    if item.model is not None:
+        item.model = item.model.model_copy(update={"points": [p for _, p in item.points]})
+    return item
 
 
-def cross_check(cfg: Config) -> list[tuple[str, str]]:
-    """Every problem that spans sections, as ``(key path, message)``."""
-    problems: list[tuple[str, str]] = []
+def _shapes(data: dict, context: dict) -> tuple[dict[str, Any], dict[str, list[Item]], list[Problem]]:
+    problems = [((key,), unknown_key(key, keys_of(Config))) for key in data if key not in Config.model_fields]
+    sections: dict[str, Any] = {}
+    for name, model in SECTIONS.items():
+        if name in data:
+            item = _model(model, data[name], (name,), context)
+            sections[name] = item.model
+            problems += item.problems
+    lists: dict[str, list[Item]] = {}
+    for name in LISTS:
+        raw = data.get(name, [])
+        if not isinstance(raw, list):
+            problems.append(((name,), "Input should be a valid list (an array of tables: [[" + name + "]])"))
+            raw = []
+        lists[name] = [validate_item(name, entry, (name, i), context) for i, entry in enumerate(raw)]
+        problems += [p for item in lists[name] for p in item.problems]
+    return sections, lists, problems
 
-    def dupes(section: str, ids: list[str]) -> set[str]:
-        seen: set[str] = set()
-        bad: set[str] = set()
-        for i, ident in enumerate(ids):
-            if ident in seen:
-                problems.append((f"{section}[{i}].id", f"duplicate id {ident!r}"))
-                bad.add(ident)
-            seen.add(ident)
-        return seen
 
-    officers = dupes("officers", [o.id for o in cfg.officers])
-    departments = dupes("departments", [d.id for d in cfg.departments])
-    grids = dupes("grids", [g.id for g in cfg.grids])
-    enterprises = dupes("enterprises", [e.id for e in cfg.enterprises])
-    dupes("users", [u.username for u in cfg.users])
-    names = [n.name for n in cfg.notifiers]
-    for i, name in enumerate(names):
-        if name in names[:i] or name == "mqtt":
-            problems.append((f"notifiers[{i}].name", f"duplicate or reserved notifier name {name!r}"))
-        for j, g in enumerate(cfg.notifiers[i].grids):
-            if g not in {gr.id for gr in cfg.grids}:
-                problems.append((f"notifiers[{i}].grids[{j}]", f"grid {g!r} does not exist"))
-    for i, g in enumerate(cfg.grids):
-        for j, o in enumerate(g.officers):
-            if o not in officers:
-                problems.append((f"grids[{i}].officers[{j}]", f"officer {o!r} does not exist"))
-        for key in ("responsible", "contact"):
-            ref = getattr(g, key)
-            if ref is not None and ref not in officers:
-                problems.append((f"grids[{i}].{key}", f"officer {ref!r} does not exist"))
-    for i, e in enumerate(cfg.enterprises):
-        if e.id in RESERVED_ENTERPRISES:
-            problems.append((f"enterprises[{i}].id", f"{e.id!r} is reserved (MQTT alarm topics)"))
-        if e.grid not in grids:
-            problems.append((f"enterprises[{i}].grid", f"grid {e.grid!r} does not exist"))
-        for j, d in enumerate([e.lead_department, *e.cooperating_departments]):
-            key = "lead_department" if j == 0 else f"cooperating_departments[{j - 1}]"
-            if d not in departments:
-                problems.append((f"enterprises[{i}].{key}", f"department {d!r} does not exist"))
-    device_owner: dict[str, list[str]] = {}
-    seen_devices: set[tuple[str, str]] = set()
-    for i, d in enumerate(cfg.devices):
-        if d.enterprise not in enterprises:
-            problems.append((f"devices[{i}].enterprise", f"enterprise {d.enterprise!r} does not exist"))
-        if (d.enterprise, d.id) in seen_devices:
-            problems.append((f"devices[{i}].id", f"duplicate device {d.enterprise}/{d.id}"))
-        seen_devices.add((d.enterprise, d.id))
-        device_owner.setdefault(d.id, []).append(d.enterprise)
-        keys: set[str] = set()
-        kinds = {p.key: p.kind for p in cfg.device_points(d)}
-        for j, p in enumerate(cfg.device_points(d)):
-            if p.suppressed_by is not None:
-                where = f"devices[{i}].points[{j}]" if j < len(d.points) else "points"
-                if kinds.get(p.suppressed_by) != "status" or p.suppressed_by == p.key:
-                    problems.append((f"{where}.suppressed_by", f"suppressed_by must name another status point"
-                                     f" of {d.enterprise}/{d.id}, not {p.suppressed_by!r}"))
-        for j, p in enumerate(cfg.device_points(d)):
-            where = f"devices[{i}].points[{j}]" if j < len(d.points) else "points"
-            if p.key in keys:
-                problems.append((f"{where}.key", f"duplicate point {d.enterprise}/{d.id}/{p.key}"))
-            keys.add(p.key)
-            if isinstance(d, ModbusDevice) and p.register_type is None:
-                problems.append((where, f"point {p.key!r} of Modbus device {d.id!r} needs register"))
-            if j < len(d.points) and (p.enterprise is not None or p.device is not None):
-                if (p.enterprise or d.enterprise) != d.enterprise or (p.device or d.id) != d.id:
-                    msg = f"point {p.key!r} names another device than {d.enterprise}/{d.id}"
-                    problems.append((where, msg))
-    for i, p in enumerate(cfg.points):
-        if p.enterprise is None or p.device is None:
-            problems.append((f"points[{i}]", "a top-level point needs enterprise and device"))
-        elif (p.enterprise, p.device) not in seen_devices:
-            owners = device_owner.get(p.device)
-            if owners:
-                problems.append(
-                    (f"points[{i}].device", f"device {p.device!r} belongs to enterprise "
-                     f"{', '.join(sorted(set(owners)))}, not {p.enterprise!r}")
-                )
-            else:
-                problems.append((f"points[{i}].device", f"device {p.enterprise}/{p.device} does not exist"))
-    problems += _link_problems(cfg)
-    for i, u in enumerate(cfg.users):
-        refs = {"officer": officers, "department": departments, "enterprise": enterprises}
-        for key, known in refs.items():
-            ref = getattr(u, key)
-            if ref is not None and ref not in known:
-                problems.append((f"users[{i}].{key}", f"{key} {ref!r} does not exist"))
+def _references(data: dict, lists: dict[str, list[Item]]) -> list[Problem]:
+    raw = {name: data.get(name) if isinstance(data.get(name), list) else [] for name in LISTS}
+    modbus = [(("devices", i), it.model) for i, it in enumerate(lists["devices"]) if isinstance(it.model, ModbusDevice)]
+    known = Known.of(raw, [d for _, d in modbus])
+    problems: list[Problem] = []
+    for name in ("officers", "departments", "grids", "enterprises", "users", "devices", "notifiers"):
+        problems += [p for i in range(len(raw[name])) for p in duplicate_problems(name, raw[name], i)]
+    links = [it.model for it in lists["links"]]
+    problems += [p for i in range(len(links)) for p in duplicate_problems("links", links, i)]
+    for name, check in ITEM_CHECKS.items():
+        for i, item in enumerate(lists[name]):
+            if item.model is not None:
+                problems += check((name, i), item.model, known)
+    problems += [p for i, n in enumerate(raw["notifiers"]) for p in reserved_name_problems(("notifiers", i), n)]
+    for i, item in enumerate(lists["devices"]):
+        if item.model is not None:
+            dk = (item.model.enterprise, item.model.id)
+            problems += [p for j, pt in item.points for p in point_problems(("devices", i, "points", j), pt, dk, known)]
+    for k, (loc, d) in enumerate(modbus):
+        problems += serial_line_problems(loc, d, modbus[:k])
     return problems
 
 
 def parse_config(data: dict) -> Config:
-    """Validate a parsed TOML document; raise ConfigError with every problem found."""
-    try:
-        cfg = Config.model_validate(data, context={"points": {}})
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append((_loc(err["loc"]), msg))
-        raise ConfigError(problems) from exc
-    problems = cross_check(cfg)
+    """Validate a parsed TOML document; raise ConfigError with every problem found, shape and
+    reference alike, in the order of the file."""
+    if not isinstance(data, dict):
+        raise ConfigError([("(top level)", "a TOML document is meant here")])
+    sections, lists, problems = _shapes(data, {"points": {}})
+    problems += _references(data, lists)
     if problems:
-        raise ConfigError(problems)
-    return cfg
+        raise ConfigError(finish(problems, data))
+    values = {**sections, **{name: [it.model for it in lists[name]] for name in LISTS if name in data}}
+    # every part is validated already: build the whole without validating it all again
+    return Config.model_construct(_fields_set={k for k in data if k in Config.model_fields}, **values)
+
+
+def check_item(cfg: Config, section: str, data: Any, index: int | None = None) -> list[tuple[str, str]]:
+    """The problems of one item of list ``section`` (a device dict with its points, a grid, a user...)
+    if it were added to ``cfg`` (``index`` None) or put in place of item ``index``: its shape, its
+    references, and whether it repeats another item's id. The same ``(key path, message)`` pairs
+    as ``gridgate check`` gives; empty when the item is fine."""
+    if section not in LISTS:
+        raise ValueError(f"{section!r} is not a list of the configuration")
+    lists: dict[str, list[Any]] = {name: list(getattr(cfg, name)) for name in LISTS}
+    items = lists[section]
+    if index is None:
+        index = len(items)
+        items.append(data)
+    else:
+        items[index] = data
+    loc: Loc = (section, index)
+    item = validate_item(section, data, loc, {"points": {}})
+    problems = list(item.problems)
+    if item.model is not None:
+        if section == "links":
+            items[index] = item.model
+        problems += duplicate_problems(section, items, index, among=range(len(items)))
+        others = [(("devices", i), d) for i, d in enumerate(lists["devices"])
+                  if isinstance(d, ModbusDevice) and i != (index if section == "devices" else -1)]
+        modbus = [d for _, d in others] + ([item.model] if isinstance(item.model, ModbusDevice) else [])
+        known = Known.of(lists, modbus)
+        if section in ITEM_CHECKS:
+            problems += ITEM_CHECKS[section](loc, item.model, known)
+        if section == "notifiers":
+            problems += reserved_name_problems(loc, data)
+        if section == "devices" and (dk := device_key(item.model)) is not None:
+            problems += [p for j, pt in item.points for p in point_problems((*loc, "points", j), pt, dk, known)]
+            if isinstance(item.model, ModbusDevice):
+                problems += serial_line_problems(loc, item.model, others)
+    return finish(problems, lists)
 
 
 def load_config(path: str | Path) -> Config:

@@ -38,12 +38,15 @@ def test_transports_accepted():
 
 
 @pytest.mark.parametrize("device,where,words", [
-    (dev("x", transport="rtu", port=502), "devices[0]", 'needs port = the serial port'),
-    (dev("x", transport="rtu", port="/dev/ttyS0", host="h"), "devices[0]", "takes no host"),
-    (dev("x", host="h", port="/dev/ttyS0"), "devices[0]", "needs host and a port number"),
-    (dev("x", port=502), "devices[0]", "needs host and a port number"),
-    (dev("x", host="h", port=70000), "devices[0]", "needs host and a port number"),
-    (dev("x", transport="modbus-udp", host="h"), "devices[0].transport", ""),
+    (dev("x", transport="rtu", port=502), "devices[0] (acme/x)", 'needs port = the serial port'),
+    (dev("x", transport="rtu", port="/dev/ttyS0", host="h"), "devices[0] (acme/x)", "takes no host"),
+    (dev("x", host="h", port="/dev/ttyS0"), "devices[0] (acme/x)",
+     "transport ('tcp', the default) needs host and a port number 1-65535; port '/dev/ttyS0' is a serial port"),
+    (dev("x", port=502), "devices[0] (acme/x)", "needs host and a port number"),
+    (dev("x", host="h", port=70000), "devices[0] (acme/x)", "needs host and a port number"),
+    (dev("x", transport="modbus-udp", host="h"), "devices[0] (acme/x).transport", ""),
+    (dev("x", host="h", port=502.0), "devices[0] (acme/x).port", "an integer is meant here: write 502, not 502.0"),
+    (dev("x", host="h", stopbits=True), "devices[0] (acme/x).stopbits", "an integer is meant here, not true"),
 ])
 def test_endpoint_refusals(device, where, words):
     found = problems([device])
@@ -55,6 +58,12 @@ def test_links_and_serial_lines_are_checked_across_devices():
                       dev("b", transport="rtu", port="/dev/ttyUSB0", unit=2, baudrate=19200)],
                      links=[{"host": "10.9.9.9", "port": 502}, {"transport": "rtu", "port": "/dev/ttyUSB0"},
                             {"transport": "rtu", "port": "/dev/ttyUSB0", "gap": 0.1}])
-    assert ("devices[1]", "serial settings differ from another device on /dev/ttyUSB0") in found
-    assert ("links[0]", "no Modbus device uses tcp 10.9.9.9:502") in found
-    assert ("links[2]", "a second entry for the same endpoint") in found
+    assert ("devices[1] (acme/b)", "serial settings differ from another device on /dev/ttyUSB0 (acme/a): "
+            "baudrate (19200) here, baudrate (9600) there") in found
+    assert ("links[0] (10.9.9.9:502)", "no Modbus device uses tcp 10.9.9.9:502") in found
+    assert ("links[2] (/dev/ttyUSB0)", "a second entry for the same endpoint") in found
+    # a setting one device leaves at its default is named as the default, not as written
+    found = problems([dev("a", transport="rtu", port="/dev/ttyUSB0", unit=1),
+                      dev("b", transport="rtu", port="/dev/ttyUSB0", unit=2, parity="E")])
+    assert found == [("devices[1] (acme/b)", "serial settings differ from another device on /dev/ttyUSB0 (acme/a): "
+                                             "parity ('E') here, parity ('N', the default) there")]
