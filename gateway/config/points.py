@@ -155,7 +155,9 @@ class Point(Strict):
 
     def _value(self, key: str, value: float) -> str:
         """``key (value)``, saying so when the value is the kind's default rather than the user's."""
-        return f"{key} ({value:g})" if getattr(self, key) is not None else f"{key} ({value:g}, the default for {self.kind})"
+        if getattr(self, key) is not None:
+            return f"{key} ({value:g})"
+        return f"{key} ({value:g}, the default for {self.kind})"
 
     @property
     def modbus_dtype(self) -> str:

@@ -25,7 +25,8 @@ from gateway.config.references import (
     ITEM_CHECKS,
     Known,
     device_key,
-    duplicate_problems,
+    duplicate_of_another,
+    duplicates,
     point_problems,
     reserved_name_problems,
     serial_line_problems,
@@ -102,9 +103,8 @@ def _references(data: dict, lists: dict[str, list[Item]]) -> list[Problem]:
     known = Known.of(raw, [d for _, d in modbus])
     problems: list[Problem] = []
     for name in ("officers", "departments", "grids", "enterprises", "users", "devices", "notifiers"):
-        problems += [p for i in range(len(raw[name])) for p in duplicate_problems(name, raw[name], i)]
-    links = [it.model for it in lists["links"]]
-    problems += [p for i in range(len(links)) for p in duplicate_problems("links", links, i)]
+        problems += duplicates(name, raw[name])
+    problems += duplicates("links", [it.model for it in lists["links"]])
     for name, check in ITEM_CHECKS.items():
         for i, item in enumerate(lists[name]):
             if item.model is not None:
@@ -153,7 +153,7 @@ def check_item(cfg: Config, section: str, data: Any, index: int | None = None) -
     if item.model is not None:
         if section == "links":
             items[index] = item.model
-        problems += duplicate_problems(section, items, index, among=range(len(items)))
+        problems += duplicate_of_another(section, items, index)
         others = [(("devices", i), d) for i, d in enumerate(lists["devices"])
                   if isinstance(d, ModbusDevice) and i != (index if section == "devices" else -1)]
         modbus = [d for _, d in others] + ([item.model] if isinstance(item.model, ModbusDevice) else [])
