@@ -16,6 +16,7 @@ from gateway.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "gridgate.example.toml"
+GAS = "devices[0] (hengyuan-chem/gas-ctrl-1)"  # the example's first device, as a key path names it
 
 
 def example() -> dict:
@@ -54,26 +55,29 @@ def edit(path: list, value: object, delete: bool = False) -> dict:
 
 
 CASES = [
-    ("unknown key", ["devices", 0, "points", 0, "hihg"], 3.0, "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4).hihg",
+    ("unknown key", ["devices", 0, "points", 0, "hihg"], 3.0, f"{GAS}.points[0] (ch4).hihg",
      "unknown key 'hihg' (did you mean 'high'?)"),
-    ("unknown section key", ["gateway", "dataa_dir"], "x", "gateway.dataa_dir", "unknown key 'dataa_dir' (did you mean 'data_dir'?)"),
-    ("grid does not exist", ["enterprises", 0, "grid"], "99", "enterprises[0] (hengyuan-chem).grid", "grid '99' does not exist"),
+    ("unknown section key", ["gateway", "dataa_dir"], "x", "gateway.dataa_dir",
+     "unknown key 'dataa_dir' (did you mean 'data_dir'?)"),
+    ("grid does not exist", ["enterprises", 0, "grid"], "99", "enterprises[0] (hengyuan-chem).grid",
+     "grid '99' does not exist"),
     ("department does not exist", ["enterprises", 0, "lead_department"], "nope",
      "enterprises[0] (hengyuan-chem).lead_department", "does not exist"),
-    ("limits out of order", ["devices", 0, "points", 0, "high_high"], 15.0, "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4)",
+    ("limits out of order", ["devices", 0, "points", 0, "high_high"], 15.0, f"{GAS}.points[0] (ch4)",
      "limits out of order"),
     ("combustible looser than the standard", ["devices", 0, "points", 0, "high"], 30.0,
-     "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4)", "looser than GB/T 50493-2019"),
-    ("oxygen deficiency looser", ["devices", 0, "points", 2, "low"], 18.0, "devices[0] (hengyuan-chem/gas-ctrl-1).points[2] (o2)",
+     f"{GAS}.points[0] (ch4)", "looser than GB/T 50493-2019"),
+    ("oxygen deficiency looser", ["devices", 0, "points", 2, "low"], 18.0, f"{GAS}.points[2] (o2)",
      "at least 19.5"),
-    ("h2s looser", ["devices", 0, "points", 1, "high"], 50.0, "devices[0] (hengyuan-chem/gas-ctrl-1).points[1] (h2s)", "looser"),
-    ("dtype does not fit count", ["devices", 0, "points", 0, "count"], 1, "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4)",
+    ("h2s looser", ["devices", 0, "points", 1, "high"], 50.0, f"{GAS}.points[1] (h2s)", "looser"),
+    ("dtype does not fit count", ["devices", 0, "points", 0, "count"], 1, f"{GAS}.points[0] (ch4)",
      "takes 2 register(s)"),
-    ("coil with float32", ["devices", 0, "points", 2, "register"], "coil", "devices[0] (hengyuan-chem/gas-ctrl-1).points[2] (o2)",
+    ("coil with float32", ["devices", 0, "points", 2, "register"], "coil", f"{GAS}.points[2] (o2)",
      "dtype must be bool"),
-    ("timeout not below interval", ["devices", 0, "timeout"], 1.0, "devices[0] (hengyuan-chem/gas-ctrl-1)", "must be below interval"),
-    ("bad byte order", ["devices", 0, "points", 0, "order"], "ABDC", "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4).order", ""),
-    ("grid officer unknown", ["grids", 0, "officers"], ["ghost"], "grids[0] (43090300100201).officers[0]", "does not exist"),
+    ("timeout not below interval", ["devices", 0, "timeout"], 1.0, f"{GAS}", "must be below interval"),
+    ("bad byte order", ["devices", 0, "points", 0, "order"], "ABDC", f"{GAS}.points[0] (ch4).order", ""),
+    ("grid officer unknown", ["grids", 0, "officers"], ["ghost"], "grids[0] (43090300100201).officers[0]",
+     "does not exist"),
     ("bad id", ["enterprises", 0, "id"], "has space", "enterprises[0] (has space).id", "pattern"),
 ]
 
@@ -101,8 +105,8 @@ def test_point_on_device_of_another_enterprise() -> None:
                                 "lead_department": "yjj"})
     data["points"] = [{"enterprise": "other", "device": "gas-ctrl-1", "key": "co", "kind": "toxic_gas",
                        "gas": "co", "unit": "ppm", "register": "holding", "address": 20, "dtype": "uint16"}]
-    assert ("points[0] (other/gas-ctrl-1/co).device", "device 'gas-ctrl-1' belongs to enterprise hengyuan-chem, not 'other'") \
-        in problems_of(data)
+    assert ("points[0] (other/gas-ctrl-1/co).device",
+            "device 'gas-ctrl-1' belongs to enterprise hengyuan-chem, not 'other'") in problems_of(data)
     data["points"][0]["enterprise"] = "hengyuan-chem"
     reg = Registry(parse_config(data))
     assert "hengyuan-chem/gas-ctrl-1/co" in [s.sensor_id for s in reg.sensors]
@@ -126,7 +130,7 @@ def test_cli_check_prints_every_problem(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1
     assert "mqtt.urll: unknown key 'urll' (did you mean 'url'?)" in out.stdout
-    assert "devices[0] (hengyuan-chem/gas-ctrl-1).points[0] (ch4): high = 30 is looser" in out.stdout
+    assert f"{GAS}.points[0] (ch4): high = 30 is looser" in out.stdout
     ok = subprocess.run([sys.executable, "-m", "gateway.root.cli", "check", "-c", str(EXAMPLE)],
                         capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0 and "7 sensors" in ok.stdout
