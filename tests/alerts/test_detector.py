@@ -235,5 +235,5 @@ def test_rate_sensor_never_takes_the_quiet_path() -> None:
 def test_rate_config_refusals(over: dict, msg: str) -> None:
     with pytest.raises(ConfigError) as exc:
         make([{**CH4, **over}])
-    assert any(p.startswith("devices[0].points[0]") and msg in m for p, m in exc.value.problems), \
+    assert any(p.startswith("devices[0] (e1/d1).points[0] (ch4)") and msg in m for p, m in exc.value.problems), \
         exc.value.problems

@@ -62,4 +62,5 @@ def test_suppressed_by_must_name_a_status_point_of_the_device() -> None:
         district([mqtt_device("e1", "pump", [{"key": "flow", "kind": "flow", "suppressed_by": "nothing"},
                                              {"key": "t", "kind": "temperature", "suppressed_by": "flow"}])])
     paths = [p for p, _ in exc.value.problems]
-    assert paths == ["devices[0].points[0].suppressed_by", "devices[0].points[1].suppressed_by"]
+    assert paths == ["devices[0] (e1/pump).points[0] (flow).suppressed_by",
+                     "devices[0] (e1/pump).points[1] (t).suppressed_by"]

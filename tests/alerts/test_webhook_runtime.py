@@ -59,11 +59,11 @@ def test_notifier_config_refusals() -> None:
             {"type": "sms", "name": "b", "url": "http://x"},
         ])
     paths = {p for p, _ in exc.value.problems}
-    assert {"notifiers[1].url", "notifiers[2].type"} <= paths
+    assert {"notifiers[1] (a).url", "notifiers[2] (b).type"} <= paths
     with pytest.raises(ConfigError) as exc:
         district([], notifiers=[
             {"type": "webhook", "name": "a", "url": "http://127.0.0.1:1/x", "grids": ["nowhere"]},
             {"type": "webhook", "name": "a", "url": "http://127.0.0.1:1/y"},
         ])
-    assert ("notifiers[0].grids[0]", "grid 'nowhere' does not exist") in exc.value.problems
-    assert ("notifiers[1].name", "duplicate or reserved notifier name 'a'") in exc.value.problems
+    assert ("notifiers[0] (a).grids[0]", "grid 'nowhere' does not exist") in exc.value.problems
+    assert ("notifiers[1] (a).name", "duplicate or reserved notifier name 'a'") in exc.value.problems

@@ -154,12 +154,12 @@ BAD = [
 @pytest.mark.parametrize("entry,msg", BAD, ids=[b[0] or "empty" for b in BAD])
 def test_a_bad_duty_entry_is_a_config_error_at_its_path(entry: str, msg: str) -> None:
     problems = problems_of(lambda: staffed(["mon-fri 08:00-18:00", entry]))
-    assert [p for p, _ in problems] == ["officers[0].duty[1]"], problems
+    assert [p for p, _ in problems] == ["officers[0] (a).duty[1]"], problems
     assert msg in problems[0][1] and repr(entry) in problems[0][1]
 
 
 def test_a_non_string_duty_entry_and_a_bad_time_zone_are_config_errors() -> None:
-    assert [p for p, _ in problems_of(lambda: staffed([8]))] == ["officers[0].duty[0]"]
+    assert [p for p, _ in problems_of(lambda: staffed([8]))] == ["officers[0] (a).duty[0]"]
     problems = problems_of(lambda: staffed([], timezone="Asia/Shangai"))
     assert problems == [("gateway.timezone",
                          "unknown time zone 'Asia/Shangai'; use an IANA name such as 'Asia/Shanghai' or 'UTC'")]

@@ -182,7 +182,7 @@ def test_good_readings_in_a_calm_batch_cancel_a_pending_loop_fault() -> None:
 def test_config_refusals(point: dict, msg: str) -> None:
     with pytest.raises(ConfigError) as exc:
         registry([point])
-    assert any(p.startswith("devices[0].points[0]") and msg in m for p, m in exc.value.problems), \
+    assert any(p.startswith("devices[0] (e1/d1).points[0] (") and msg in m for p, m in exc.value.problems), \
         exc.value.problems
 
 
