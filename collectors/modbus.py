@@ -95,6 +95,7 @@ class ModbusPoller:
         on_delay = {device.points[p.key]: p.on_delay for p in points}
         self.requests: list[ReadRequest] = plan_reads((device.points[p.key], p) for p in points)
         self._states = [_RequestState(r, np.array([on_delay[int(s)] for s in r.sensors])) for r in self.requests]
+        self._sensors = np.concatenate([s.req.sensors for s in self._states]).astype(np.int32)
         self._keys = {device.points[p.key]: p.key for p in points}
         self._failing_since: float | None = None
         self._offline = False
@@ -264,8 +265,9 @@ class ModbusPoller:
         self.online = True
 
     async def _submit(self, ts: int, values: np.ndarray, read: np.ndarray) -> None:
-        sensors = np.concatenate([s.req.sensors for s in self._states])[read]
-        values = values[read]
+        sensors = self._sensors
+        if not read.all():
+            sensors, values = sensors[read], values[read]
         finite = np.isfinite(values)
         if not finite.all():
             bad = sensors[~finite]
@@ -273,7 +275,7 @@ class ModbusPoller:
             self._intake.rejects.reject("modbus", "non_finite", self.device_id, f"points {keys}", n=len(bad))
             sensors, values = sensors[finite], values[finite]
         n = len(sensors)
-        batch = ReadingBatch(sensors.astype(np.int32), np.full(n, ts, dtype=TS_DTYPE), values,
+        batch = ReadingBatch(sensors, np.full(n, ts, dtype=TS_DTYPE), values,
                              np.zeros(n, dtype=QUALITY_DTYPE))
         await self._intake.submit(batch)
 

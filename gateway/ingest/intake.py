@@ -166,9 +166,13 @@ class Intake:
                  accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
                  loop: LoopConversion | None = None, ranges: RangeCheck | None = None,
                  registry: Registry | None = None,
-                 accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None) -> None:
+                 accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None,
+                 accept_settles: bool = False) -> None:
         self.readings: asyncio.Queue[ReadingBatch] = asyncio.Queue(maxsize)
         self.accept = accept  # the durable step (the outbox): a batch counts as accepted after it
+        # True: ``accept`` calls :meth:`settle` itself on what it commits (the outbox's group commit
+        # settles the batches of a commit together: once per commit rather than per batch)
+        self.accept_settles = accept_settles and accept is not None
         self.loop = loop  # 4-20 mA points: converted before the durable step
         self.ranges = ranges  # measuring ranges: marked before the durable step
         self.registry = registry  # to name a sensor in a rejection
@@ -181,10 +185,11 @@ class Intake:
     @classmethod
     def for_registry(cls, registry: Registry, accept: Callable[[ReadingBatch], Awaitable[None]] | None = None,
                      maxsize: int = 256,
-                     accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None) -> Intake:
+                     accept_status: Callable[[DeviceStatus], Awaitable[None]] | None = None,
+                     accept_settles: bool = False) -> Intake:
         """An intake that converts and range-checks every point of ``registry``."""
         return cls(maxsize, accept, LoopConversion.from_registry(registry), RangeCheck.from_registry(registry),
-                   registry, accept_status)
+                   registry, accept_status, accept_settles)
 
     def settle(self, batch: ReadingBatch) -> ReadingBatch:
         """The batch as it is committed: loop current converted, readings outside their range FAULT."""
@@ -208,10 +213,12 @@ class Intake:
         """Hand a batch to the pipeline; returns once it is accepted (durable, when ``accept`` is set).
 
         Waits while the outbox (or, without one, ``readings``) is full: backpressure, never a drop.
-        The batch is settled first (:meth:`settle`), so what is stored is what the detector evaluates.
+        The batch is settled before it is committed (:meth:`settle`, here or by ``accept``), so what
+        is stored is what the detector evaluates.
         """
         if len(batch):
-            batch = self.settle(batch)
+            if not self.accept_settles:
+                batch = self.settle(batch)
             if self.accept is not None:
                 await self.accept(batch)
             else:

@@ -138,7 +138,9 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise StoreError(f"outbox append of {len(batch)} readings failed: {exc}") from exc
             self.last_seq = int(cur.lastrowid or self.last_seq + 1)
-            self._remember(self.last_seq, at, batch)
+            # the tail keeps the committed bytes themselves (read-only arrays over them): never the
+            # caller's arrays, which the caller could change after the commit
+            self._remember(self.last_seq, at, decode(payload, len(batch)))
             self.size += len(payload)
             self.readings += len(batch)
             self.appended += len(batch)
@@ -147,8 +149,6 @@ class Outbox:
             return self._enforce_quota()
 
     def _remember(self, seq: int, at: int, batch: ReadingBatch) -> None:
-        for array in (batch.sensor, batch.ts, batch.value, batch.quality):
-            array.flags.writeable = False  # shared with every consumer that reads the tail
         with self._tail_lock:
             tail = self._tail
             if tail and tail[-1][0] != seq - 1:  # a gap (cannot happen with AUTOINCREMENT): start afresh

@@ -47,7 +47,8 @@ class Gateway:
         self.alarms = AlarmService(cfg, self.registry, self.data_dir / "alarms.db", self.storage.outbox,
                                    self.storage.executor, self.clock, troubles=self.storage.troubles)
         self.intake = Intake.for_registry(self.registry, accept=self.storage.accept,
-                                          accept_status=self.alarms.record_status)
+                                          accept_status=self.alarms.record_status, accept_settles=True)
+        self.storage.prepare = self.intake.settle  # once per outbox commit, before it
         self.storage.on_commit.append(self.alarms.evaluation.wakeup)
         # The parts the API and the tests reach for, named once here.
         self.book = self.alarms.book

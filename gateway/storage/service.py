@@ -69,6 +69,8 @@ class Storage:
         self._commits: asyncio.Queue[tuple[ReadingBatch, asyncio.Future[None]]] = asyncio.Queue(1024)
         self._committing = False
         self.commit_gap = COMMIT_GAP
+        # what the intake does to a batch before it is committed (Intake.settle), once per commit
+        self.prepare: Callable[[ReadingBatch], ReadingBatch] | None = None
         self.append_error: str | None = None
 
     async def accept(self, batch: ReadingBatch) -> None:
@@ -94,6 +96,8 @@ class Storage:
                 items.append(self._commits.get_nowait())
                 size += len(items[-1][0])
             batch = ReadingBatch.concat([b for b, _ in items])
+            if self.prepare is not None:
+                batch = self.prepare(batch)
             delay = 0.5
             while True:
                 try:

@@ -83,10 +83,16 @@ def test_intake_converts_before_the_durable_step() -> None:
         await intake.submit(ReadingBatch.of([0, 0], [S, 2 * S], [12.0, 2.0]))
         plain = Intake()
         await plain.submit(ReadingBatch.of([0], [S], [12.0]))
+        # the outbox's group commit settles what it commits itself: once per commit, not per batch
+        grouped = Intake(accept=accept, loop=LoopConversion.from_registry(registry([LOOP_CH4])),
+                         accept_settles=True)
+        await grouped.submit(ReadingBatch.of([0], [S], [12.0]))
+        accepted.append(grouped.settle(accepted[-1]))
         return intake.readings.empty(), await plain.readings.get()
 
     nothing_queued, untouched = asyncio.run(main())
     assert accepted[0].value.tolist() == [50.0, -12.5] and accepted[0].quality.tolist() == [G, F]
+    assert accepted[1].value.tolist() == [12.0] and accepted[2].value.tolist() == [50.0]
     assert nothing_queued  # with a durable step, every consumer reads the batch back from the outbox
     assert untouched.value.tolist() == [12.0]  # an Intake without a conversion leaves values as they are
 

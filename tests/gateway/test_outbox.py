@@ -65,19 +65,24 @@ def test_the_tail_in_memory_reads_as_the_file_and_falls_back_when_behind(tmp_pat
     mem = ob.read_tail(3, 100)
     assert mem is not False and mem is not None and mem.last_seq == 6
     assert mem.batch.value.tolist() == list(range(30, 60))
-    last = ob.read_tail(5, 100)
-    assert last and not last.batch.value.flags.writeable  # shared with every reader: nobody may change it
     part = ob.read_tail(3, 20)
     assert part and (part.last_seq, len(part.batch)) == (5, 20)  # whole batches, as read() gives them
-    assert ob.read_tail(6, 100) is None  # caught up
+    last = ob.read_tail(5, 100)
+    assert last and not last.batch.value.flags.writeable  # shared with every reader: nobody may change it
+    mine = batch(60, 10)
+    ob.append(mine)
+    mine.value[:] = -1.0  # the caller's arrays are its own: the tail holds what was committed
+    newest = ob.read_tail(6, 100)
+    assert newest and newest.batch.value.tolist() == list(range(60, 70))
+    assert ob.read_tail(7, 100) is None  # caught up
     assert ob.read_tail(1, 100) is False  # behind the tail: read the file
     older = ob.read("sqlite", 100, after=1)
-    assert older is not None and older.batch.value.tolist() == list(range(10, 60))
+    assert older is not None and older.batch.value.tolist() == list(range(10, 70))
     ob.close()
     reopened = Outbox(tmp_path / "o.db", ["sqlite"], 10**9)
     assert reopened.read_tail(3, 100) is False  # a new process has an empty tail: the file has it all
     again = reopened.read("sqlite", 100, after=3)
-    assert again is not None and again.batch.value.tolist() == list(range(30, 60))
+    assert again is not None and again.batch.value.tolist() == list(range(30, 70))
 
 
 def test_a_quota_drop_leaves_the_tail_too(tmp_path: Path) -> None:
