@@ -43,7 +43,7 @@ from gateway.registry import Registry
 log = logging.getLogger(__name__)
 CONSUMER = "detector"
 CONFIRM_EVERY = 1.0  # s: how often, while busy, the outbox hears how far the book has evaluated
-LINGER = 0.01  # s: while busy, at most one evaluation this often (idle: at once)
+LINGER = 0.02  # s: while busy, at most one evaluation this often (idle: at once)
 
 
 class Evaluation:

@@ -30,7 +30,7 @@ from gateway.storage.sqlite_store import Agg, SeriesPoint, SqliteStore
 
 log = logging.getLogger(__name__)
 DAY_NS = 86_400 * 10**9
-COMMIT_GAP = 0.004  # s: while busy, at most one outbox commit this often (idle: at once)
+COMMIT_GAP = 0.008  # s: while busy, at most one outbox commit this often (idle: at once)
 
 
 class Storage:
@@ -81,20 +81,24 @@ class Storage:
 
     async def _committer(self) -> None:
         loop = asyncio.get_running_loop()
-        last = 0.0
+        last, joined = 0.0, 1
         while True:
             items = [await self._commits.get()]
             self._committing = True
-            # Busy (the last commit began a moment ago), let the batches of the next few ms join
-            # this one: a commit costs about the same for one batch or many. Idle, at once.
+            # Many submitters at once (the last commit began a moment ago and carried several
+            # batches: a thousand Modbus polls a second), let the batches of the next few ms join
+            # this one, as a commit costs about the same for one batch or many. Idle, or one
+            # submitter waiting on each commit (the MQTT collector hands over a group at a time
+            # and acknowledges it after the commit): at once, as waiting would only slow it down.
             pause = last + self.commit_gap - loop.time()
-            if pause > 0:
+            if pause > 0 and joined > 1:
                 await asyncio.sleep(pause)
             last = loop.time()
             size = len(items[0][0])
             while size < 100_000 and not self._commits.empty():
                 items.append(self._commits.get_nowait())
                 size += len(items[-1][0])
+            joined = len(items)
             batch = ReadingBatch.concat([b for b, _ in items])
             if self.prepare is not None:
                 batch = self.prepare(batch)
