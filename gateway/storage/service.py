@@ -99,9 +99,10 @@ class Storage:
                 items.append(self._commits.get_nowait())
                 size += len(items[-1][0])
             joined = len(items)
-            batch = ReadingBatch.concat([b for b, _ in items])
-            if self.prepare is not None:
-                batch = self.prepare(batch)
+            batch = self._settled(items)
+            if batch is None:  # nothing of it could be settled: each submitter has its error
+                self._committing = False
+                continue
             delay = 0.5
             while True:
                 try:
@@ -128,6 +129,26 @@ class Storage:
                 wakeup.set()
             if drop is not None:
                 self._lost(drop)
+
+    def _settled(self, items: list[tuple[ReadingBatch, asyncio.Future[None]]]) -> ReadingBatch | None:
+        """The group's batches as one, as it is committed (``prepare``, once for the group). Should
+        that fail, each is prepared alone: a batch that cannot be fails its own submitter (its
+        future gets the error), the others are committed, and the committer goes on."""
+        whole = ReadingBatch.concat([b for b, _ in items])
+        if self.prepare is None:
+            return whole
+        try:
+            return self.prepare(whole)
+        except Exception:  # noqa: BLE001 - one collector's bad batch must not stop the pipeline
+            good = []
+            for b, fut in items:
+                try:
+                    good.append(self.prepare(b))
+                except Exception as exc:  # noqa: BLE001
+                    log.error("a batch of %d readings could not be settled and is refused: %s", len(b), exc)
+                    if not fut.done():
+                        fut.set_exception(exc)
+            return ReadingBatch.concat(good) if good else None
 
     def _lost(self, drop: DropReport) -> None:
         """Add a quota drop to the current loss episode; ``on_loss`` hears of it at once or within a second."""

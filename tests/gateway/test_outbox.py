@@ -144,3 +144,31 @@ def test_sqlite_keeps_up_while_influxdb_is_unreachable(tmp_path: Path) -> None:
     assert influx["state"] == "failing" and influx["backlog_readings"] == 1000 and influx["last_error"]
     # the backlog survives the stop: a later start replays it to InfluxDB
     assert Outbox(tmp_path / "outbox.db", ["sqlite", "influxdb"], 10**9).backlog("influxdb")[0] == 1000
+
+
+def test_a_batch_that_cannot_be_settled_fails_its_submitter_only(tmp_path: Path) -> None:
+    """The committer settles a group of batches at once; one bad batch among them (a sensor index
+    the registry does not have: a collector's bug) is refused to its own submitter, the others are
+    committed, evaluated and stored, and the pipeline goes on."""
+    cfg = district([mqtt_device("e1", "d1", [CH4])])
+
+    async def scenario() -> tuple[list, int, int]:
+        gw = Gateway(cfg, data_dir=tmp_path, collectors=False)
+        runner = asyncio.create_task(gw.run())
+        await gw.started.wait()
+        bad = ReadingBatch.of([99], [5 * S], [1.0])  # only sensor 0 exists
+        results = await asyncio.wait_for(asyncio.gather(
+            gw.intake.submit(batch(0, 3)), gw.intake.submit(bad), gw.intake.submit(batch(3, 3)),
+            return_exceptions=True), 10)
+        await asyncio.wait_for(gw.intake.submit(batch(6, 3)), 10)  # and later ones still go through
+        deadline = time.monotonic() + 10
+        while (gw.stored < 9 or gw.evaluated < 9) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        stored, evaluated = gw.stored, gw.evaluated
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        return results, stored, evaluated
+
+    results, stored, evaluated = asyncio.run(scenario())
+    assert results[0] is None and results[2] is None and isinstance(results[1], IndexError)
+    assert (stored, evaluated) == (9, 9)
