@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -134,11 +135,33 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridgate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (importlib.metadata is not cheap to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"gridgate {_version()}")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the options of ``sim``, ``bench`` and ``export`` are only built (and their modules,
     with pymodbus, paho and numpy, only imported) when ``command`` is that one or None (all)."""
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="validate a configuration file and print every problem")
@@ -237,7 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # pymodbus logs every failed connect and exception response; the collector logs state changes.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`gridgate check -c big.toml | head`): stop quietly, as other
+        # command-line tools do, and keep Python from complaining again when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
