@@ -29,6 +29,12 @@ def problems_of(data: dict) -> list[tuple[str, str]]:
     return exc.value.problems
 
 
+def gridgate_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """``gridgate check -c path``, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "gateway.root.cli", "check", "-c", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
 def test_example_loads_and_registers() -> None:
     cfg = load_config(EXAMPLE)
     reg = Registry(cfg)
@@ -126,13 +132,11 @@ def test_cli_check_prints_every_problem(tmp_path: Path) -> None:
     bad = bad.replace('[mqtt]\n', '[mqtt]\nurll = "x"\n')
     f = tmp_path / "bad.toml"
     f.write_text(bad, encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "gateway.root.cli", "check", "-c", str(f)],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = gridgate_check(f)
     assert out.returncode == 1
     assert "mqtt.urll: unknown key 'urll' (did you mean 'url'?)" in out.stdout
     assert f"{GAS}.points[0] (ch4): high = 30 is looser" in out.stdout
-    ok = subprocess.run([sys.executable, "-m", "gateway.root.cli", "check", "-c", str(EXAMPLE)],
-                        capture_output=True, text=True, cwd=ROOT)
+    ok = gridgate_check(EXAMPLE)
     assert ok.returncode == 0 and "7 sensors" in ok.stdout
 
 

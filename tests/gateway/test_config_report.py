@@ -4,30 +4,13 @@ where an integer is meant, suggests the key a typo was meant to be, and never bl
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from gateway.config import Config, check_item, parse_config
 from gateway.config.document import LISTS, SECTIONS
-from gateway.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "gridgate.example.toml"
-GAS = "devices[0] (hengyuan-chem/gas-ctrl-1)"
-
-
-def example() -> dict:
-    return tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-
-
-def problems_of(data: dict) -> list[tuple[str, str]]:
-    with pytest.raises(ConfigError) as exc:
-        parse_config(data)
-    return exc.value.problems
+from tests.gateway.test_config import EXAMPLE, GAS, example, gridgate_check, problems_of
 
 
 def test_every_key_of_the_file_has_its_model() -> None:
@@ -193,8 +176,7 @@ def test_cli_check_prints_a_key_typo_and_a_missing_grid(tmp_path: Path) -> None:
     bad = bad.replace("unit = 1\n", "unit = 1.0\n")
     f = tmp_path / "bad.toml"
     f.write_text(bad, encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "gateway.root.cli", "check", "-c", str(f)],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = gridgate_check(f)
     assert out.returncode == 1
     assert out.stdout.splitlines() == [
         f"{f}: mqtt.urll: unknown key 'urll' (did you mean 'url'?)",
