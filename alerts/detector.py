@@ -335,6 +335,34 @@ class Detector:
         self.peak[cs] = np.where(new == 0, np.nan, out_peak)
         return Transitions(cs, ts[c], np.zeros(len(c), np.int8), was, new, v[c], out_peak)
 
+    # What a detector learns from readings, per sensor and per device; the rest is configuration.
+    SENSOR_STATE = ("level", "pending", "pending_since", "fault", "fault_pending", "fault_since", "peak",
+                    "good_value", "live", "last_value", "last_ts", "last_quality", "rate", "rate_on",
+                    "rate_peak", "rate_pending", "rate_since")
+    DEVICE_STATE = ("device_last_seen", "device_stale")
+
+    def reconfigure(self, registry: Registry) -> None:
+        """Take the registry's limits and settings as they are now, keeping what every sensor still in
+        service has learnt (its alarm state, its last reading, its rate window); a new sensor starts
+        as at a start, a retired one is forgotten. Call it between evaluations."""
+        fresh = Detector(registry)
+        keep = np.array([not s.retired for s in registry.sensors], dtype=bool)
+        n = min(len(self.level), len(fresh.level))
+        kept = np.flatnonzero(keep[:n])
+        for name in self.SENSOR_STATE:
+            getattr(fresh, name)[kept] = getattr(self, name)[kept]
+        m = min(len(self.device_last_seen), len(fresh.device_last_seen))
+        live_devices = np.flatnonzero([not d.retired for d in registry.devices[:m]])
+        for name in self.DEVICE_STATE:
+            getattr(fresh, name)[live_devices] = getattr(self, name)[live_devices]
+        # the rate window goes on where it still applies (same window)
+        both = kept[self.has_rate[kept] & fresh.has_rate[kept] & (self.rate_window[kept] == fresh.rate_window[kept])]
+        fresh.ring_min[fresh.rate_row[both]] = self.ring_min[self.rate_row[both]]
+        fresh.ring_id[fresh.rate_row[both]] = self.ring_id[self.rate_row[both]]
+        fresh.evaluated, fresh.out_of_order = self.evaluated, self.out_of_order
+        fresh._any_live = bool(fresh.live.any())
+        self.__dict__.update(fresh.__dict__)
+
     def restore(self, sensor: int, condition: int, level: int, peak: float | None = None) -> None:
         """Start from a condition the alarm book still has open (after a restart): a reading that
         ends it then makes the clear, instead of the alarm staying active for ever."""

@@ -134,6 +134,12 @@ class Evaluation:
         self.evaluated += len(batch)
         self.dispatch(events)
 
+    def reconfigure(self) -> None:
+        """After a registry change (the detector already has it): which points suppress which."""
+        self._suppressors = self._build_suppressors()
+        live = {d.index for d in self.registry.devices if not d.retired}
+        self._recovering &= live
+
     @property
     def caught_up(self) -> bool:
         return self.cursor >= self.outbox.last_seq and not self.busy
@@ -200,7 +206,7 @@ class Evaluation:
         reg = self.registry
         by: dict[int, list[str]] = {}
         for info in reg.sensors:
-            if info.point.suppressed_by:
+            if info.point.suppressed_by and not info.retired:
                 key = f"{info.enterprise}/{info.device}/{info.point.suppressed_by}"
                 by.setdefault(reg.sensor_index(key), []).append(info.sensor_id)
         stopped = {i: any(sid in self.book.suppressed for sid in sids) for i, sids in by.items()}

@@ -82,7 +82,7 @@ EVENT_TYPES = {"raise": "raised", "rise": "rose", "lower": "lowered", "clear": "
                "ack": "acknowledged", "shelve": "shelved", "unshelve": "unshelved",
                "suppress": "suppressed", "unsuppress": "unsuppressed", "remove": "out_of_service",
                "restore": "returned_to_service", "dispatch": "dispatched", "resolve": "resolved",
-               "close": "closed"}
+               "close": "closed", "moved": "moved"}
 
 KINDS = ("process", "fault", "communication", "system", "report")
 PRIORITY = {"high_high": 1, "low_low": 1, "rate_of_change": 2, "offline": 2, "stale": 2, "fault": 2, "read_error": 2,

@@ -27,13 +27,13 @@ from alerts.escalation import Escalator
 from alerts.evaluation import Evaluation
 from alerts.hub import AlarmHub
 from alerts.model import AlarmEvent
-from alerts.noise import NoiseMonitor
+from alerts.noise import NoiseMonitor, gas_detectors
 from alerts.notify import Notifier
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.ingest.intake import DeviceStatus
 from gateway.ingest.outbox import Outbox
-from gateway.registry import Registry
+from gateway.registry import Change, Registry
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,23 @@ class AlarmService:
         self.notifiers: dict[str, Notifier] = {}
         self.evaluation = Evaluation(registry, self.detector, self.book, outbox, executor, self.dispatch)
         self._trouble_since: dict[str, int] = {}  # system alarm key -> failing since (epoch ms)
+
+    def registry_changed(self, registry: Registry, change: Change) -> None:
+        """A registry change, applied between two evaluations (both run on the event loop): the
+        detector takes the new limits, what is retired ends its alarms, a moved enterprise takes
+        its open alarms along."""
+        self.detector.reconfigure(registry)
+        self.evaluation.reconfigure()
+        self.noise.gas = gas_detectors(registry)
+        now_ms = self.clock.now_ns() // 1_000_000
+        retired_sensors = [registry.sensors[i].sensor_id for i in change.retired_sensors]
+        retired_devices = [registry.layout.devices[d] for d in change.retired_devices]
+        events: list[AlarmEvent] = []
+        if retired_sensors or change.retired_devices:
+            events += self.book.retire(retired_sensors, change.retired_devices, retired_devices, change.actor, now_ms)
+        for enterprise, (old, new) in change.moved.items():
+            events += self.book.move(enterprise, old, new, change.actor, now_ms)
+        self.dispatch(events)
 
     def add_notifier(self, notifier: Notifier) -> None:
         self.notifiers[notifier.name] = notifier

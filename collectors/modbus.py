@@ -40,7 +40,7 @@ from collectors.codec import ReadRequest, plan_reads
 from collectors.modbus_link import Endpoint, ModbusLink
 from gateway.batch import QUALITY_DTYPE, TS_DTYPE, ReadingBatch
 from gateway.clock import Clock, SystemClock
-from gateway.config import ModbusDevice, ModbusLinkConfig, Point
+from gateway.config import ModbusDevice, Point
 from gateway.errors import CollectorError, CollectorReadError, CollectorTimeout, ModbusExceptionError
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import DeviceInfo, Registry
@@ -85,6 +85,7 @@ class ModbusPoller:
         if not isinstance(device.config, ModbusDevice):
             raise TypeError(f"{device.device_id} is not a Modbus device")
         self.device = device
+        self.points = list(points)
         self.config: ModbusDevice = device.config
         self.device_id = device.device_id
         self.link = link
@@ -98,6 +99,7 @@ class ModbusPoller:
         self._sensors = np.concatenate([s.req.sensors for s in self._states]).astype(np.int32)
         self._keys = {device.points[p.key]: p.key for p in points}
         self._failing_since: float | None = None
+        self._stopping = False
         self._offline = False
         self._reading = False  # some request succeeded in the last poll that tried any
         # health
@@ -124,8 +126,13 @@ class ModbusPoller:
             "link": str(self.link.endpoint),
         }
 
+    def stop(self) -> None:
+        """Stop after the poll in flight, if any, and at the next tick at the latest (the device left
+        the registry or changed); the link stays open for the other devices on it."""
+        self._stopping = True
+
     async def run(self) -> None:
-        """Poll every ``interval`` seconds until cancelled; a tick during a running poll is skipped."""
+        """Poll every ``interval`` seconds until cancelled or stopped; a tick during a running poll is skipped."""
         loop = asyncio.get_running_loop()
         interval = self.config.interval
         async with asyncio.TaskGroup() as tg:
@@ -134,6 +141,8 @@ class ModbusPoller:
                 poll: asyncio.Task[None] | None = None
                 while True:
                     await asyncio.sleep(max(0.0, tick - loop.time()))
+                    if self._stopping:
+                        return
                     if poll is None or poll.done():
                         poll = tg.create_task(self.poll(), name=f"modbus poll {self.device_id}")
                     else:
@@ -144,11 +153,12 @@ class ModbusPoller:
                         missed = int(late // interval) + 1
                         self.skipped_ticks += missed
                         tick += missed * interval
-            finally:
+            except asyncio.CancelledError:
                 # Stop reading before the task group cancels a poll in flight: pymodbus 3.8 fails on
                 # an answer that arrives for a cancelled request. (The link is shared: all its
                 # devices stop together.)
                 self.link.close()
+                raise
 
     async def poll(self) -> None:
         """One poll: each request on its own, one batch of what was read, faults and status as they change."""
@@ -280,6 +290,14 @@ class ModbusPoller:
         await self._intake.submit(batch)
 
 
+def _reads(device: DeviceInfo, points: Sequence[Point]) -> tuple[object, ...]:
+    """What a poller reads and from where: a change of anything else leaves it polling."""
+    fields = ("key", "register_type", "address", "dtype", "order", "bit", "count", "scale", "offset", "on_delay")
+    cfg = device.config.model_dump(exclude={"name", "points", "stale_after"})
+    return (device.index, tuple(sorted(cfg.items())),
+            tuple(tuple(getattr(p, f) for f in fields) for p in points))
+
+
 def endpoint_of(device: ModbusDevice) -> Endpoint:
     """The endpoint a device is reached at."""
     if device.transport == "rtu":
@@ -296,38 +314,98 @@ class ModbusCollector:
     def __init__(self, registry: Registry, intake: Intake, clock: Clock | None = None, *,
                  offline_after_min: float = OFFLINE_AFTER_MIN,
                  backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX)) -> None:
+        self.registry = registry
+        self._intake = intake
+        self._clock = clock
+        self._offline_after_min = offline_after_min
+        self._backoff = backoff
         devices = [d for d in registry.devices_of("modbus") if isinstance(d.config, ModbusDevice)]
-        tuning: dict[tuple[str, str, str], ModbusLinkConfig] = {lk.link_key(): lk for lk in registry.config.links}
         by_endpoint: dict[tuple[str, str, str], list[DeviceInfo]] = {}
         for d in devices:
             assert isinstance(d.config, ModbusDevice)
             by_endpoint.setdefault(d.config.link_key(), []).append(d)
         self.links: list[ModbusLink] = []
+        self._links: dict[tuple[str, str, str], list[ModbusLink]] = {}
         link_of: dict[str, ModbusLink] = {}
         for key, group in by_endpoint.items():
-            lk = tuning.get(key)
-            first = group[0].config
-            assert isinstance(first, ModbusDevice)
             timeout = max(d.config.timeout for d in group if isinstance(d.config, ModbusDevice))
-            links = [ModbusLink(endpoint_of(first), gap=lk.gap if lk else 0.0, connect_timeout=timeout + 0.5,
-                                backoff=backoff) for _ in range(lk.connections if lk else 1)]
-            self.links += links
+            links = self._open_links(key, group[0].config, timeout)  # type: ignore[arg-type]
             for j, d in enumerate(group):
                 link_of[d.device_id] = links[j % len(links)]
         self.pollers: dict[str, ModbusPoller] = {}
         for i, d in enumerate(devices):
             phase = d.config.interval * i / len(devices)  # spread the devices over the interval
-            self.pollers[d.device_id] = ModbusPoller(d, registry.config.device_points(d.config), intake,
-                                                     link_of[d.device_id], clock, phase=phase,
-                                                     offline_after_min=offline_after_min)
+            self.pollers[d.device_id] = self._poller(d, link_of[d.device_id], phase)
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _open_links(self, key: tuple[str, str, str], first: ModbusDevice, timeout: float) -> list[ModbusLink]:
+        tuning = {lk.link_key(): lk for lk in self.registry.config.links}
+        lk = tuning.get(key)
+        links = [ModbusLink(endpoint_of(first), gap=lk.gap if lk else 0.0, connect_timeout=timeout + 0.5,
+                            backoff=self._backoff) for _ in range(lk.connections if lk else 1)]
+        self._links[key] = links
+        self.links += links
+        return links
+
+    def _poller(self, d: DeviceInfo, link: ModbusLink, phase: float) -> ModbusPoller:
+        return ModbusPoller(d, self.registry.config.device_points(d.config), self._intake, link, self._clock,
+                            phase=phase, offline_after_min=self._offline_after_min)
 
     async def run(self) -> None:
-        """Poll every device until cancelled."""
-        if not self.pollers:
-            await asyncio.Event().wait()
+        """Poll every device until cancelled (devices come and go with :meth:`reconfigure`)."""
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             for device_id, poller in self.pollers.items():
-                tg.create_task(poller.run(), name=f"modbus {device_id}")
+                self._tasks[device_id] = tg.create_task(poller.run(), name=f"modbus {device_id}")
+            await asyncio.Event().wait()
+
+    def reconfigure(self, registry: Registry, devices: frozenset[str]) -> None:
+        """Follow a registry change of ``devices`` (ids): a new Modbus device is polled at once, a
+        retired one stops after its poll in flight, a changed one is polled anew only when what is
+        read changed (a limit is the detector's business)."""
+        for did in sorted(devices):
+            ent, _, dev = did.partition("/")
+            info = registry.devices_by_id.get((ent, dev))
+            new = info if info is not None and isinstance(info.config, ModbusDevice) else None
+            old = self.pollers.get(did)
+            if old is not None and new is not None and _reads(old.device, old.points) == _reads(
+                    new, registry.config.device_points(new.config)):
+                old.device = new
+                continue
+            poller = None
+            if new is not None:
+                assert isinstance(new.config, ModbusDevice)
+                key = new.config.link_key()
+                links = self._links.get(key) or self._open_links(key, new.config, new.config.timeout)
+                users = sum(1 for p in self.pollers.values() if p.link in links)
+                poller = self._poller(new, links[users % len(links)], 0.0)
+            self._swap(did, old, poller)
+
+    def _swap(self, did: str, old: ModbusPoller | None, new: ModbusPoller | None) -> None:
+        if new is not None:
+            self.pollers[did] = new
+        else:
+            self.pollers.pop(did, None)
+        if self._tg is None:  # not running yet: run() starts what is in pollers
+            return
+        before = self._tasks.pop(did, None)
+        if old is not None:
+            old.stop()
+        self._tg.create_task(self._replace(did, before, old, new), name=f"modbus swap {did}")
+
+    async def _replace(self, did: str, before: asyncio.Task[None] | None, old: ModbusPoller | None,
+                       new: ModbusPoller | None) -> None:
+        if before is not None:
+            await asyncio.wait([before])  # its poll in flight ends first: one poll of a device at a time
+        if old is not None and all(p.link is not old.link for p in self.pollers.values()):
+            old.link.close()  # nobody else uses the endpoint
+            self.links = [lk for lk in self.links if lk is not old.link]
+            for key, links in list(self._links.items()):
+                if old.link in links and not any(p.link in links for p in self.pollers.values()):
+                    del self._links[key]
+        if new is not None and self._tg is not None and self.pollers.get(did) is new:
+            self._tasks[did] = self._tg.create_task(new.run(), name=f"modbus {did}")
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per device id ``ent/dev``: online, last_ok (epoch ms), polls, failures, request failures,

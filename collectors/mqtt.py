@@ -128,6 +128,11 @@ class MqttCollector:
         self.reconnects = 0
         self.last_error = ""
 
+    def reconfigure(self, registry: Registry, devices: frozenset[str] = frozenset()) -> None:
+        """Take the registry's MQTT devices as they are now: a new device is read from its next
+        message, a retired one's messages are refused as unknown."""
+        self._devices = {k: d for k, d in registry.devices_by_id.items() if d.protocol == "mqtt"}
+
     def health(self) -> dict:
         return {"connected": self.connected, "subscribed": self.subscribed, "messages": self.messages,
                 "readings": self.readings, "rejected": self.rejected, "reconnects": self.reconnects,

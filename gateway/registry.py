@@ -4,11 +4,20 @@ Built from a validated :class:`~gateway.config.Config`. Sensor ids are
 ``{enterprise}/{device}/{point}``; the registry numbers them ``0..n-1`` so that the detector and
 the stores can keep per-sensor state in arrays. Lookups answer the routing questions: which grid
 an enterprise belongs to, which officers serve that grid, which enterprises a login may see.
+
+The numbering is a :class:`Layout`: without one, sensors are numbered in the order of the
+configuration; the registry database (:mod:`gateway.register`) keeps it, so a number means the same
+sensor across restarts and edits (the outbox stores numbers). A number is never reused: a sensor or
+device that is retired keeps its number, as a *retired* entry that lookups by id no longer find.
+
+The registry changes in place (:meth:`Registry.update`), so everything that holds it sees the new
+structure at once; what derives arrays from it subscribes to :attr:`Registry.listeners`, called on
+the event loop with the :class:`Change`, in the order they subscribed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.config import (
@@ -36,6 +45,7 @@ class SensorInfo:
     device_index: int
     grid: str
     point: Point
+    retired: bool = False
 
     @property
     def key(self) -> str:
@@ -60,6 +70,7 @@ class DeviceInfo:
     grid: str
     config: ModbusDevice | MqttDevice
     points: Mapping[str, int] = field(default_factory=dict)  # point key -> sensor index
+    retired: bool = False
 
     @property
     def device_id(self) -> str:
@@ -70,32 +81,142 @@ class DeviceInfo:
         return self.config.protocol
 
 
+@dataclass
+class Layout:
+    """Which number each sensor and device has, and what retired ones were (to keep their numbers).
+
+    ``assign`` numbers what a configuration adds after the highest number ever given.
+    """
+
+    sensors: dict[str, int] = field(default_factory=dict)  # sensor id -> index
+    devices: dict[str, int] = field(default_factory=dict)  # "ent/dev" -> index
+    points: dict[str, Point] = field(default_factory=dict)  # sensor id -> its last point (retired ones)
+    device_configs: dict[str, ModbusDevice | MqttDevice] = field(default_factory=dict)  # the same for devices
+
+    def copy(self) -> Layout:
+        return Layout(dict(self.sensors), dict(self.devices), dict(self.points), dict(self.device_configs))
+
+    def assign(self, cfg: Config) -> tuple[list[str], list[str]]:
+        """Number the devices and sensors of ``cfg`` that have no number yet; the new ids, in order."""
+        new_devices: list[str] = []
+        new_sensors: list[str] = []
+        for dev in cfg.devices:
+            did = f"{dev.enterprise}/{dev.id}"
+            if did not in self.devices:
+                self.devices[did] = len(self.devices)
+                new_devices.append(did)
+            self.device_configs[did] = dev
+            for p in cfg.device_points(dev):
+                sid = f"{did}/{p.key}"
+                if sid not in self.sensors:
+                    self.sensors[sid] = len(self.sensors)
+                    new_sensors.append(sid)
+                self.points[sid] = p
+        return new_devices, new_sensors
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one registry update changed, for those who keep state per sensor or device."""
+
+    version: int
+    added_devices: frozenset[str] = frozenset()  # "ent/dev"
+    changed_devices: frozenset[str] = frozenset()  # its settings or points differ
+    retired_devices: frozenset[str] = frozenset()
+    retired_sensors: frozenset[int] = frozenset()
+    moved: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # enterprise -> (old grid, new grid)
+    actor: str = "gateway"
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """Devices added, changed or retired."""
+        return self.added_devices | self.changed_devices | self.retired_devices
+
+
+Listener = Callable[["Registry", Change], None]
+
+
 class Registry:
     """Grids, officers, departments, enterprises, devices and sensors, with their lookups."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, layout: Layout | None = None, version: int = 0) -> None:
+        self.listeners: list[Listener] = []
+        self.version = version
+        self.layout = layout if layout is not None else Layout()
+        self._build(cfg)
+
+    def _build(self, cfg: Config) -> None:
+        layout = self.layout
+        layout.assign(cfg)
+        enterprises = {e.id: e for e in cfg.enterprises}
+        live_devices = {f"{d.enterprise}/{d.id}": d for d in cfg.devices}
+        devices: list[DeviceInfo | None] = [None] * len(layout.devices)
+        sensors: list[SensorInfo | None] = [None] * len(layout.sensors)
+        by_id: dict[tuple[str, str], DeviceInfo] = {}
+        sensor_by_id: dict[str, int] = {}
+        for did, d_index in layout.devices.items():
+            live = live_devices.get(did)
+            dev = live if live is not None else layout.device_configs[did]
+            ent = enterprises.get(dev.enterprise)
+            grid = ent.grid if ent is not None else ""
+            points: dict[str, int] = {}
+            for p in (cfg.device_points(dev) if live is not None else dev.points):
+                points[p.key] = layout.sensors[f"{did}/{p.key}"]
+            info = DeviceInfo(d_index, dev.enterprise, dev.id, grid, dev, points, retired=live is None)
+            devices[d_index] = info
+            if live is not None:
+                by_id[(dev.enterprise, dev.id)] = info
+                for key, idx in points.items():
+                    sensor_by_id[f"{did}/{key}"] = idx
+        for sid, idx in layout.sensors.items():
+            did, _, _ = sid.rpartition("/")
+            d = devices[layout.devices[did]]
+            assert d is not None
+            live_sensor = sid in sensor_by_id
+            sensors[idx] = SensorInfo(idx, sid, d.enterprise, d.id, d.index, d.grid, layout.points[sid],
+                                      retired=not live_sensor)
+        # Assigned last, each in one step: a thread reading meanwhile sees the old or the new of each.
         self.config = cfg
         self.grids: dict[str, Grid] = {g.id: g for g in cfg.grids}
         self.officers: dict[str, Officer] = {o.id: o for o in cfg.officers}
         self.duty = DutyRoster(cfg.officers, cfg.gateway.tzinfo)  # parsed once: asked per alarm event
         self.departments: dict[str, Department] = {d.id: d for d in cfg.departments}
-        self.enterprises: dict[str, Enterprise] = {e.id: e for e in cfg.enterprises}
-        self.sensors: list[SensorInfo] = []
-        self.devices: list[DeviceInfo] = []
-        self.devices_by_id: dict[tuple[str, str], DeviceInfo] = {}
-        self._sensor_by_id: dict[str, int] = {}
-        for dev in cfg.devices:
-            grid = self.enterprises[dev.enterprise].grid
-            points: dict[str, int] = {}
-            for p in cfg.device_points(dev):
-                idx = len(self.sensors)
-                sid = f"{dev.enterprise}/{dev.id}/{p.key}"
-                self.sensors.append(SensorInfo(idx, sid, dev.enterprise, dev.id, len(self.devices), grid, p))
-                self._sensor_by_id[sid] = idx
-                points[p.key] = idx
-            info = DeviceInfo(len(self.devices), dev.enterprise, dev.id, grid, dev, points)
-            self.devices.append(info)
-            self.devices_by_id[(dev.enterprise, dev.id)] = info
+        self.enterprises: dict[str, Enterprise] = enterprises
+        self.sensors: list[SensorInfo] = sensors  # type: ignore[assignment]  # every number is filled
+        self.devices: list[DeviceInfo] = devices  # type: ignore[assignment]
+        self.devices_by_id: dict[tuple[str, str], DeviceInfo] = by_id
+        self._sensor_by_id: dict[str, int] = sensor_by_id
+
+    def update(self, cfg: Config, version: int, actor: str = "gateway") -> Change:
+        """Take ``cfg`` as the registry from now on, tell the listeners, and return what changed."""
+        old_cfg = self.config
+        old_devices = {d.device_id: d for d in self.devices if not d.retired}
+        old_grids = {e.id: e.grid for e in self.enterprises.values()}
+        old_sensors = set(self._sensor_by_id.values())
+        self._build(cfg)
+        self.version = version
+        now_devices = {d.device_id: d for d in self.devices if not d.retired}
+        changed = frozenset(
+            did for did, d in now_devices.items() if did in old_devices and (
+                d.config != old_devices[did].config
+                or cfg.device_points(d.config) != old_cfg.device_points(old_devices[did].config)))
+        change = Change(
+            version=version,
+            added_devices=frozenset(now_devices.keys() - old_devices.keys()),
+            changed_devices=changed,
+            retired_devices=frozenset(old_devices.keys() - now_devices.keys()),
+            retired_sensors=frozenset(old_sensors - set(self._sensor_by_id.values())),
+            moved={e: (g, self.enterprises[e].grid) for e, g in old_grids.items()
+                   if e in self.enterprises and self.enterprises[e].grid != g},
+            actor=actor,
+        )
+        for listener in list(self.listeners):
+            listener(self, change)
+        return change
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(registry, change)`` after each :meth:`update`."""
+        self.listeners.append(listener)
 
     def __len__(self) -> int:
         return len(self.sensors)
@@ -116,7 +237,15 @@ class Registry:
             raise RegistryError(f"unknown device {enterprise}/{device}") from None
 
     def devices_of(self, protocol: str) -> list[DeviceInfo]:
-        return [d for d in self.devices if d.protocol == protocol]
+        """The devices in service that speak ``protocol``."""
+        return [d for d in self.devices if d.protocol == protocol and not d.retired]
+
+    def any_sensor(self, sensor_id: str) -> SensorInfo:
+        """A sensor by id, a retired one too (its history stays readable)."""
+        idx = self.layout.sensors.get(sensor_id)
+        if idx is None:
+            raise UnknownSensor(f"unknown sensor {sensor_id!r}")
+        return self.sensors[idx]
 
     def grid_of(self, enterprise: str) -> Grid:
         try:

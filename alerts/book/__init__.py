@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from alerts.book import reorganise
 from alerts.book.actions import DEFAULT_REPORT_LIMITS, Actions
 from alerts.book.queries import Queries
 from alerts.book.store import BookStore
@@ -110,6 +111,16 @@ class AlarmBook:
 
     def flood(self, grid: str, active: bool, ts_ms: int, count: int, reason: str) -> list[AlarmEvent]:
         return self._conditions.flood(grid, active, ts_ms, count, reason)
+
+    def retire(self, sensor_ids: Iterable[str], device_ids: Iterable[str], device_indexes: Iterable[int],
+               actor: str, now_ms: int) -> list[AlarmEvent]:
+        """End and close the open alarms of sensors and devices retired from the registry."""
+        return reorganise.retire(self._store, self._conditions, sensor_ids, device_ids, device_indexes, actor,
+                                 now_ms)
+
+    def move(self, enterprise: str, old_grid: str, new_grid: str, actor: str, now_ms: int) -> list[AlarmEvent]:
+        """The open alarms of an enterprise moved to another grid follow it."""
+        return reorganise.move(self._store, enterprise, old_grid, new_grid, actor, now_ms)
 
     def suppress(self, sensor_ids: Iterable[str], on: bool, ts_ms: int, reason: str) -> list[AlarmEvent]:
         return self._conditions.suppress(sensor_ids, on, ts_ms, reason)

@@ -36,4 +36,9 @@ class Enterprise(Strict):
     lead_department: Slug
     cooperating_departments: list[Slug] = []
     risk_class: str | None = None
+    # From the town's register of supervised enterprises; shown to officers, never used for routing.
+    credit_code: str | None = Field(None, pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+    address: str | None = None
+    contact: str | None = None  # the enterprise's safety contact person
+    phone: str | None = None
 

@@ -191,6 +191,13 @@ class Intake:
         return cls(maxsize, accept, LoopConversion.from_registry(registry), RangeCheck.from_registry(registry),
                    registry, accept_status, accept_settles)
 
+    def reconfigure(self, registry: Registry) -> None:
+        """Take the registry's points as they are now (4-20 mA, ranges). Numbers only grow, so a
+        batch settled on another thread meanwhile is settled by the old or the new, both right for it."""
+        self.loop = LoopConversion.from_registry(registry)
+        self.ranges = RangeCheck.from_registry(registry)
+        self.registry = registry
+
     def settle(self, batch: ReadingBatch) -> ReadingBatch:
         """The batch as it is committed: loop current converted, readings outside their range FAULT."""
         if self.loop is not None:

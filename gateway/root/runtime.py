@@ -26,7 +26,8 @@ from gateway.accounts.service import Accounts
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
-from gateway.registry import Registry
+from gateway.register.service import open_service
+from gateway.registry import Change, Registry
 from gateway.storage.service import Storage
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ class Gateway:
 
     def __init__(self, cfg: Config, *, data_dir: str | Path | None = None, clock: Clock | None = None,
                  collectors: bool = True) -> None:
-        self.config = cfg
         self.clock = clock or SystemClock()
         self.data_dir = Path(data_dir if data_dir is not None else cfg.gateway.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(cfg)
+        # The registry lives in registry.db, seeded from the file (gateway.register.service).
+        self.register, self.registry, opened = open_service(self.data_dir, cfg)
+        log.info("registry version %d: %s", self.registry.version, opened)
+        cfg = self.registry.config
         self.storage = Storage(cfg, self.registry, self.data_dir, self._data_lost, self._data_flowing)
         self.store = self.storage.store
         self.alarms = AlarmService(cfg, self.registry, self.data_dir / "alarms.db", self.storage.outbox,
@@ -62,6 +65,17 @@ class Gateway:
         self.extra_tasks: list[Callable[[], Awaitable[None]]] = []
         self.started = asyncio.Event()
         self._collector_tasks: list[asyncio.Task] = []
+        self._tg: asyncio.TaskGroup | None = None
+        # A registry change reaches, in this order: the intake (ranges, 4-20 mA), the alarms
+        # (detector limits, retired and moved alarms), then the collectors (what is polled or read).
+        self.registry.subscribe(lambda registry, change: self.intake.reconfigure(registry))
+        self.registry.subscribe(self.alarms.registry_changed)
+        self.registry.subscribe(self._collectors_follow)
+
+    @property
+    def config(self) -> Config:
+        """The configuration as it is now: the file's sections with the registry's lists."""
+        return self.registry.config
 
     def _load_secret(self) -> bytes:
         path = self.data_dir / "token.key"
@@ -74,12 +88,24 @@ class Gateway:
         from collectors.modbus import ModbusCollector
         from collectors.mqtt import MqttCollector
 
-        if self.registry.devices_of("modbus"):
+        if self.registry.devices_of("modbus") and "modbus" not in self.collectors:
             self.collectors["modbus"] = ModbusCollector(self.registry, self.intake, self.clock)
-        if self.registry.devices_of("mqtt"):
+        if self.registry.devices_of("mqtt") and "mqtt" not in self.collectors:
             client_id = self.config.mqtt.client_id or f"gridgate-{self.config.gateway.id}"
             self.collectors["mqtt"] = MqttCollector(self.config.mqtt, self.registry, self.intake, client_id,
                                                     clock=self.clock)
+
+    def _collectors_follow(self, registry: Registry, change: Change) -> None:
+        """The collectors poll and read what the registry has now; the first device of a protocol
+        starts its collector."""
+        for collector in self.collectors.values():
+            collector.reconfigure(registry, change.devices)
+        if not self.with_collectors or self._tg is None:
+            return
+        before = set(self.collectors)
+        self._build_collectors()
+        for name in set(self.collectors) - before:
+            self._collector_tasks.append(self._tg.create_task(self.collectors[name].run(), name=f"collector-{name}"))
 
     async def run(self, api: Callable[[Gateway], Awaitable[None]] | None = None) -> None:
         """Run until cancelled; ``api`` (given the gateway) is started last, if given."""
@@ -97,6 +123,7 @@ class Gateway:
         gc.set_threshold(20_000, 20, 20)
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 tg.create_task(self.storage.run(), name="storage")
                 for name, coro in self.alarms.tasks().items():
                     tg.create_task(coro, name=name)
@@ -113,9 +140,11 @@ class Gateway:
                     await self._drain()
                     raise
         finally:
+            self._tg = None
             await self.storage.close()
             self.alarms.close()
             self.accounts.close()
+            self.register.store.close()
 
     async def _drain(self) -> None:
         """On stop: let the evaluation and the sinks catch up before the tasks are cancelled.

@@ -103,16 +103,9 @@ class SqliteStore:
             self._w.execute("INSERT INTO layout (key, value) VALUES ('chunk_ns', ?)", (width,))
         self.width = width
         self.grace = int(grace_seconds * S)
-        known = dict(self._w.execute("SELECT sensor_id, sid FROM sensors").fetchall())
-        missing = [s.sensor_id for s in registry.sensors if s.sensor_id not in known]
-        if missing:
-            self._w.execute("BEGIN")
-            self._w.executemany("INSERT INTO sensors (sensor_id) VALUES (?)", [(m,) for m in missing])
-            self._w.execute("COMMIT")
-            known = dict(self._w.execute("SELECT sensor_id, sid FROM sensors").fetchall())
-        # registry index -> stored key
-        self.sid = np.array([known[s.sensor_id] for s in registry.sensors], dtype=np.int32)
-        self._sid_by_id = known
+        self.sid = np.zeros(0, dtype=np.int32)  # registry number -> stored key
+        self._sid_by_id: dict[str, int] = {}
+        self._learn_sensors()
         if tables.has_legacy(self._w):
             self._upgrade(upgrade_step)
         self._head_span()
@@ -140,10 +133,25 @@ class SqliteStore:
             raise StoreError(f"{what} failed: {exc}") from exc
         return out
 
+    def _learn_sensors(self) -> None:
+        """Give every sensor of the registry a stored key (a sensor keeps its key for good)."""
+        sensors = self.registry.sensors
+        known = dict(self._w.execute("SELECT sensor_id, sid FROM sensors").fetchall())
+        missing = [s.sensor_id for s in sensors if s.sensor_id not in known]
+        if missing:
+            self._w.execute("BEGIN")
+            self._w.executemany("INSERT INTO sensors (sensor_id) VALUES (?)", [(m,) for m in missing])
+            self._w.execute("COMMIT")
+            known = dict(self._w.execute("SELECT sensor_id, sid FROM sensors").fetchall())
+        self._sid_by_id = known
+        self.sid = np.array([known[s.sensor_id] for s in sensors], dtype=np.int32)
+
     def write(self, batch: ReadingBatch) -> WriteResult:
         """Append a batch to the head in one transaction; compact the windows it closed."""
         if not len(batch):
             return WriteResult(0)
+        if int(batch.sensor.max()) >= len(self.sid):  # the registry grew since
+            self._learn_sensors()
         sid = self.sid[batch.sensor]
         order = np.lexsort((batch.ts, sid))
         r = Readings(sid[order], batch.ts[order], batch.value[order], batch.quality[order])

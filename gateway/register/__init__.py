@@ -1,0 +1,1 @@
+"""The registry database: grids, officers, departments, enterprises and devices as they change."""

@@ -1,0 +1,77 @@
+"""The registry as documents: each item as its TOML table (a dict), and back to a :class:`Config`.
+
+The registry is the five lists of ``gridgate.toml`` that say who supervises whom and what is
+measured: departments, officers, grids, enterprises, devices (a device with its points inline,
+top-level ``[[points]]`` folded into their device). An item's *key* is its id (a device's
+``enterprise/id``). :func:`compose` puts lists of items into a configuration through the same
+validation as ``gridgate check``, so the registry database and the API refuse exactly what the
+file would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from gateway.config import Config, parse_config
+
+SECTIONS = ("departments", "officers", "grids", "enterprises", "devices")
+# The other lists that name registry items: validated with them, so a change cannot break them.
+KEPT = ("links", "notifiers")
+Items = dict[str, list[dict[str, Any]]]
+
+
+def key_of(section: str, item: Mapping[str, Any]) -> str:
+    """The key of an item: its id; a device's ``enterprise/id``."""
+    if section == "devices":
+        return f"{item.get('enterprise')}/{item.get('id')}"
+    return str(item.get("id"))
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def items_of(cfg: Config) -> Items:
+    """The registry of a configuration as items (top-level points inside their device)."""
+    out: Items = {s: [_dump(x) for x in getattr(cfg, s)] for s in SECTIONS if s != "devices"}
+    devices = []
+    for dev in cfg.devices:
+        item = _dump(dev)
+        points = []
+        for p in cfg.device_points(dev):
+            d = _dump(p)
+            d.pop("enterprise", None)
+            d.pop("device", None)
+            points.append(d)
+        if points:
+            item["points"] = points
+        devices.append(item)
+    out["devices"] = devices
+    return out
+
+
+def same(a: object, b: object) -> bool:
+    """Equal as JSON: ``1`` and ``1.0`` differ (the configuration refuses a float for an integer)."""
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(items: Items) -> str:
+    """A digest of the registry's content, to tell whether a file's registry changed."""
+    return hashlib.sha256(orjson.dumps({s: items.get(s, []) for s in SECTIONS},
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def compose(base: Config, items: Mapping[str, Sequence[Mapping[str, Any]]]) -> Config:
+    """``base`` with its registry replaced by ``items``, validated as ``gridgate check`` validates a
+    file; raises :class:`~gateway.errors.ConfigError` with every problem, key paths into ``items``."""
+    doc: dict[str, Any] = {s: [dict(x) for x in items.get(s, [])] for s in SECTIONS}
+    for name in KEPT:
+        doc[name] = [_dump(x) for x in getattr(base, name)]
+    checked = parse_config(doc)
+    update = {s: getattr(checked, s) for s in SECTIONS}
+    update["points"] = []
+    return base.model_copy(update=update)

@@ -1,0 +1,147 @@
+"""The living registry: the registry database, the configuration built from it, and its changes.
+
+At start (:func:`open_registry`) the database is seeded from the configuration file the first time;
+later, a file whose registry changed is taken again when nobody changed the registry otherwise since
+(a small site that only edits its file keeps working that way); when both changed, the database wins
+and the log says how to take the file (``gridgate registry take-file``).
+
+A change (:meth:`RegisterService.change`) is planned (:mod:`gateway.register.edit`), validated as
+``gridgate check`` validates a file, committed with its audit entries and the numbers of new sensors,
+and only then applied: :meth:`gateway.registry.Registry.update` tells everyone that keeps state per
+sensor or device. Changes are serialised; each makes the version one higher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Config
+from gateway.register import edit
+from gateway.register.document import SECTIONS, Items, compose, digest, items_of, key_of, same
+from gateway.register.edit import Plan
+from gateway.register.store import Edit, RegisterStore
+from gateway.registry import Change, Layout, Registry
+
+log = logging.getLogger(__name__)
+FILE = "file"  # the actor of changes that take the configuration file's registry
+
+
+@dataclass
+class Opened:
+    """What :func:`open_registry` found: the configuration to run with, its numbering and version."""
+
+    config: Config
+    layout: Layout
+    version: int
+    items: Items
+    note: str
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def open_registry(store: RegisterStore, cfg: Config, *, take_file: bool = False) -> Opened:
+    """The registry to start with: ``cfg``'s when the database is new (seeding it) or when the file
+    changed and the database did not otherwise; the database's when it was changed otherwise.
+    ``take_file``: take the file's registry whatever was changed otherwise (an audited change)."""
+    wanted = items_of(cfg)
+    file_digest = digest(wanted)
+    if store.version == 0:
+        layout = Layout()
+        layout.assign(cfg)
+        edits = [Edit(s, key_of(s, it), "create", None, it) for s in SECTIONS for it in wanted[s]]
+        version = store.commit(edits, layout, layout.devices, FILE, _now_ms(), "seeded from the configuration file",
+                               from_file=file_digest)
+        return Opened(cfg, layout, version, wanted, "seeded from the configuration file")
+    items = store.items()
+    layout = store.layout()
+    if store.file_digest != file_digest and (take_file or not store.edited_since_file):
+        plan = edit.take_file(items, wanted)
+        layout.assign(cfg)
+        devices = {e.key for e in plan.edits if e.section == "devices"}
+        version = store.commit(plan.edits, layout, devices, FILE, _now_ms(), "the configuration file changed",
+                               from_file=file_digest)
+        return Opened(cfg, layout, version, wanted, f"took the configuration file's registry ({len(plan.edits)} "
+                                                    "changes)")
+    note = "the registry database"
+    if store.file_digest != file_digest:
+        note = ("the registry database: the configuration file's registry changed too, but the registry was "
+                "also changed through the API or an import since the file was last taken, so the file's "
+                "changes are NOT applied; `gridgate registry take-file -c FILE` takes the file's registry")
+        log.warning("%s", note)
+    if same(items, wanted):
+        return Opened(cfg, layout, store.version, items, note)
+    built = compose(cfg, items)
+    layout.assign(built)
+    return Opened(built, layout, store.version, items, note)
+
+
+class RegisterService:
+    """Serialised, validated, audited and applied changes of the registry."""
+
+    def __init__(self, store: RegisterStore, registry: Registry, items: Items) -> None:
+        self.store = store
+        self.registry = registry
+        self.items = items
+        self.retired: dict[str, set[str]] = {s: {key_of(s, b) for b, _ in store.retired(s)} for s in SECTIONS}
+        self._lock = asyncio.Lock()
+        self.changes = 0
+
+    @property
+    def version(self) -> int:
+        return self.registry.version
+
+    def get(self, section: str, key: str) -> tuple[dict[str, Any], int | None] | None:
+        """An item with when it was retired (None: in service)."""
+        return self.store.item(section, key)
+
+    async def preview(self, planner: Callable[[Items, dict[str, set[str]]], Plan]) -> Plan:
+        """What a change would do, validated, without doing it (a dry run)."""
+        async with self._lock:
+            plan = planner(self.items, self.retired)
+            if plan.edits:
+                await asyncio.to_thread(compose, self.registry.config, plan.items)
+            return plan
+
+    async def change(self, planner: Callable[[Items, dict[str, set[str]]], Plan], actor: str, note: str = "",
+                     check: Callable[[Plan], None] | None = None) -> tuple[Plan, Change | None]:
+        """Plan a change on the registry as it is, check it (``check`` may refuse it, e.g. out of the
+        actor's scope), validate, commit and apply it. Raises :class:`~gateway.errors.ConfigError`
+        (invalid) or :class:`~gateway.register.edit.EditRefused`; a plan without edits changes nothing."""
+        async with self._lock:
+            plan = planner(self.items, self.retired)
+            if check is not None:
+                check(plan)
+            if not plan.edits:
+                return plan, None
+            cfg = await asyncio.to_thread(compose, self.registry.config, plan.items)
+            layout = self.registry.layout.copy()
+            layout.assign(cfg)
+            devices = {e.key for e in plan.edits if e.section == "devices"}
+            version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(), note)
+            self.items = plan.items
+            for e in plan.edits:
+                if e.action == "retire":
+                    self.retired[e.section].add(e.key)
+            self.registry.layout = layout
+            change = self.registry.update(cfg, version, actor)
+            self.changes += 1
+            log.info("registry version %d by %s: %s", version, actor,
+                     ", ".join(f"{e.action} {e.section} {e.key}" for e in plan.edits[:10])
+                     + (f" and {len(plan.edits) - 10} more" if len(plan.edits) > 10 else ""))
+            return plan, change
+
+
+def open_service(data_dir: Path, cfg: Config, *, take_file: bool = False) -> tuple[RegisterService, Registry, str]:
+    """Open ``registry.db`` in ``data_dir``: the service, the registry to run with, and what was done."""
+    store = RegisterStore(data_dir / "registry.db")
+    opened = open_registry(store, cfg, take_file=take_file)
+    registry = Registry(opened.config, opened.layout, opened.version)
+    return RegisterService(store, registry, opened.items), registry, opened.note
