@@ -26,11 +26,12 @@ from fastapi.responses import JSONResponse
 from api.cursor import EventCursor
 from api.deps import GatewayView
 from api.guard import RequestGuard
-from api.routes import alarms, auth, console, devices, health, live, me, reports, sensors, stats, users
+from api.routes import alarms, auth, console, devices, health, live, me, registry, reports, sensors, stats, users
 from gateway.errors import (
     AccountError,
     AccountForbidden,
     AlarmError,
+    ConfigError,
     HasherBusy,
     InvalidAccount,
     LoginRefused,
@@ -41,6 +42,9 @@ from gateway.errors import (
     UnknownAccount,
     UnknownAlarm,
 )
+from gateway.register.edit import EditRefused
+from gateway.register.store import VersionConflict
+from gateway.register.tabular import TableError
 
 API_PREFIX = "/api/v1"
 
@@ -49,6 +53,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (AlarmError, 409),
     (RegistryError, 404),
     (StoreError, 503),
+    (VersionConflict, 409),
     (UnknownAccount, 404),  # the account errors: before AccountError, their base
     (InvalidAccount, 422),
     (AccountForbidden, 403),
@@ -87,6 +92,22 @@ async def _login_refused(request: Request, exc: Exception) -> OrjsonResponse:
     return OrjsonResponse({"detail": str(exc)}, status_code=code, headers={"Retry-After": str(exc.retry_after)})
 
 
+async def _config_error(request: Request, exc: Exception) -> OrjsonResponse:
+    """A registry change refused by the checks of ``gridgate check``: its key paths and messages."""
+    assert isinstance(exc, ConfigError)
+    return OrjsonResponse({"detail": [{"path": p, "message": m} for p, m in exc.problems[:200]]}, status_code=422)
+
+
+async def _table_error(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, TableError)
+    return OrjsonResponse({"detail": exc.problems[:500], "problems": len(exc.problems)}, status_code=422)
+
+
+async def _edit_refused(request: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, EditRefused)
+    return OrjsonResponse({"detail": str(exc)}, status_code=exc.status)
+
+
 async def _validation_error(request: Request, exc: Exception) -> OrjsonResponse:
     """422 with where and what of each error (at most 20), never the input it was about."""
     assert isinstance(exc, RequestValidationError)
@@ -106,14 +127,18 @@ def create_app(gateway: GatewayView) -> FastAPI:
     app.add_exception_handler(TokenError, _token_error)
     app.add_exception_handler(LoginRefused, _login_refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ConfigError, _config_error)
+    app.add_exception_handler(TableError, _table_error)
+    app.add_exception_handler(EditRefused, _edit_refused)
 
     def refused(status: int, method: str, where: str) -> None:
         """Every refused request (4xx) is counted by status, like any other rejected input."""
         gateway.intake.rejects.reject("api", f"http_{status}", f"{method} {where}")
 
     api = gateway.config.api
-    app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused)
-    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices):
+    app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused,
+                       larger={f"{API_PREFIX}/registry/import": api.max_import})
+    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices, registry):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     return app

@@ -21,6 +21,7 @@ from gateway.accounts.service import Accounts
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
+from gateway.register.service import RegisterService
 from gateway.registry import Registry
 from gateway.storage.service import Storage
 
@@ -38,6 +39,7 @@ class GatewayView(Protocol):
     alarms: AlarmService  # dispatch, sensor states
     book: AlarmBook
     hub: AlarmHub
+    register: RegisterService  # the registry's items, changes, audit, imports
 
     def health(self) -> dict[str, Any]: ...
 

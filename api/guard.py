@@ -8,7 +8,9 @@ request must pass whatever its route.
   (:mod:`api.server`).
 - **Body size.** A ``Content-Length`` over ``[api] max_body`` is a 413 before a byte of the body
   is read; a body without one (chunked) is counted as it arrives and refused the moment it passes
-  the limit. The app gets the body only once it is whole, so nothing is parsed before the check.
+  the limit. A few paths take larger bodies (a register import, ``[api] max_import``), and only
+  from a request that carries credentials (``Authorization``) at all. The app gets the body
+  only once it is whole, so nothing is parsed before the check.
 - **Strict JSON.** A JSON body (``application/json``, ``application/*+json``) is parsed with
   orjson first: ``NaN``, ``Infinity``, a lone surrogate, a number beyond a double or nesting past
   1024 levels is a 422 that names the position, never echoing the input.
@@ -21,7 +23,7 @@ request must pass whatever its route.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import orjson
@@ -72,9 +74,11 @@ class RequestGuard:
     """See the module docstring; ``refused`` is called for every 4xx answer."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, trusted_proxies: Iterable[Network] = (),
-                 refused: Callable[[int, str, str], None] | None = None) -> None:
+                 refused: Callable[[int, str, str], None] | None = None,
+                 larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.larger = dict(larger or {})
         self.trusted = tuple(trusted_proxies)
         self.refused = refused
 
@@ -111,9 +115,12 @@ class RequestGuard:
                 self.refused(status, scope["method"], getattr(route, "path", None) or scope["path"][:200])
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
+        limit = self.max_body
+        if scope["path"] in self.larger and headers.get(b"authorization"):
+            limit = self.larger[scope["path"]]
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body:
-            await self._answer(send, 413, self._too_large(), close=True)
+        if length.isdigit() and int(length) > limit:
+            await self._answer(send, 413, self._too_large(limit), close=True)
             return
         body = bytearray()
         while True:
@@ -121,8 +128,8 @@ class RequestGuard:
             if message["type"] != "http.request":  # the client went away: nobody to answer
                 return
             body += message.get("body", b"")
-            if len(body) > self.max_body:
-                await self._answer(send, 413, self._too_large(), close=True)
+            if len(body) > limit:
+                await self._answer(send, 413, self._too_large(limit), close=True)
                 return
             if not message.get("more_body", False):
                 break
@@ -135,8 +142,9 @@ class RequestGuard:
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    def _too_large(self) -> dict[str, str]:
-        return {"detail": f"request body over {self.max_body} bytes ([api] max_body)"}
+    def _too_large(self, limit: int) -> dict[str, str]:
+        key = "max_body" if limit == self.max_body else "max_import"
+        return {"detail": f"request body over {limit} bytes ([api] {key})"}
 
     @staticmethod
     async def _answer(send: Send, status: int, content: dict, close: bool = False) -> None:

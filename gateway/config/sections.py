@@ -85,6 +85,7 @@ class ApiSection(Strict):
     lock_seconds: Int = Field(900, ge=10, le=86400)  # how long a lock lasts, and failures are remembered
     reports_per_hour: Int = Field(10, ge=1)  # public hazard reports accepted per client address
     max_body: Int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)  # bytes; a larger request body is a 413
+    max_import: Int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)  # bytes: a register import's body
     # proxies whose X-Forwarded-For is believed (CIDRs); from any other peer the header is ignored
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     metrics_token: str | None = Field(None, min_length=16)  # bearer token of /metrics; unset: an admin login

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
-from gateway.register import edit
+from gateway.errors import ConfigError
+from gateway.register import edit, imports
 from gateway.register.document import SECTIONS, Items, compose, digest, items_of, key_of, same
 from gateway.register.edit import Plan
-from gateway.register.store import Edit, RegisterStore
+from gateway.register.store import Edit, RegisterStore, VersionConflict
 from gateway.registry import Change, Layout, Registry
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,13 @@ class RegisterService:
         """An item with when it was retired (None: in service)."""
         return self.store.item(section, key)
 
-    async def preview(self, planner: Callable[[Items, dict[str, set[str]]], Plan]) -> Plan:
+    async def preview(self, planner: Callable[[Items, dict[str, set[str]]], Plan],
+                      check: Callable[[Plan], None] | None = None) -> Plan:
         """What a change would do, validated, without doing it (a dry run)."""
         async with self._lock:
             plan = planner(self.items, self.retired)
+            if check is not None:
+                check(plan)
             if plan.edits:
                 await asyncio.to_thread(compose, self.registry.config, plan.items)
             return plan
@@ -125,7 +129,12 @@ class RegisterService:
             layout = self.registry.layout.copy()
             layout.assign(cfg)
             devices = {e.key for e in plan.edits if e.section == "devices"}
-            version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(), note)
+            try:
+                version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(),
+                                                  note, expect=self.registry.version)
+            except VersionConflict:
+                await self._reload()  # another process (gridgate import) changed it: take that, then refuse
+                raise
             self.items = plan.items
             for e in plan.edits:
                 if e.action == "retire":
@@ -137,6 +146,56 @@ class RegisterService:
                      ", ".join(f"{e.action} {e.section} {e.key}" for e in plan.edits[:10])
                      + (f" and {len(plan.edits) - 10} more" if len(plan.edits) > 10 else ""))
             return plan, change
+
+
+    async def import_register(self, data: bytes, filename: str, actor: str, *, dry_run: bool = False,
+                              check: Callable[[Plan], None] | None = None) -> imports.ImportResult:
+        """Import a register (CSV or .xlsx), all or nothing; :class:`~gateway.register.tabular.TableError`
+        with every problem at its row and column."""
+        table = await asyncio.to_thread(imports.read, data, filename, self.items)
+        planner = imports.planner(table)
+        try:
+            if dry_run:
+                return imports.result(table, await self.preview(planner, check), True, None)
+            plan, change = await self.change(planner, actor, f"import of {filename[:200]}", check)
+        except ConfigError as exc:
+            raise imports.located(exc, table, planner(self.items, self.retired).items) from None
+        return imports.result(table, plan, False, change.version if change else None)
+
+    async def reload(self) -> Change | None:
+        """Take what another process (``gridgate import``) committed to the registry database."""
+        async with self._lock:
+            return await self._reload()
+
+    async def _reload(self) -> Change | None:
+        version = await asyncio.to_thread(lambda: self.store.version)
+        if version == self.registry.version:
+            return None
+        items = await asyncio.to_thread(self.store.items)
+        layout = await asyncio.to_thread(self.store.layout)
+        cfg = await asyncio.to_thread(compose, self.registry.config, items)
+        layout.assign(cfg)
+        last = await asyncio.to_thread(self.store.audit, None, None, 1)
+        actor = last[0]["actor"] if last else FILE
+        self.items = items
+        self.retired = {s: {key_of(s, b) for b, _ in self.store.retired(s)} for s in SECTIONS}
+        self.registry.layout = layout
+        log.info("registry version %d from registry.db (by %s)", version, actor)
+        return self.registry.update(cfg, version, actor)
+
+    async def watch(self, period: float = 2.0) -> None:
+        """Follow changes other processes commit, every ``period`` seconds, until cancelled."""
+        refused = 0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.reload()
+            except Exception as exc:  # an invalid registry.db must not stop the gateway: it runs on with what it has
+                version = await asyncio.to_thread(lambda: self.store.version)
+                if version != refused:  # said once per version
+                    refused = version
+                    log.error("registry.db version %d cannot be taken; running on with version %d: %s", version,
+                              self.registry.version, exc)
 
 
 def open_service(data_dir: Path, cfg: Config, *, take_file: bool = False) -> tuple[RegisterService, Registry, str]:

@@ -25,6 +25,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from gateway.config import Device, Point
+from gateway.errors import GridgateError
 from gateway.register.document import SECTIONS, Items
 from gateway.registry import Layout
 from gateway.sqlite import open_wal
@@ -55,6 +56,10 @@ class Edit:
     action: str
     old: dict[str, Any] | None
     new: dict[str, Any] | None
+
+
+class VersionConflict(GridgateError):
+    """The registry database moved on since a change was planned."""
 
 
 def _json(value: object) -> str | None:
@@ -127,15 +132,19 @@ class RegisterStore:
         return layout
 
     def commit(self, edits: Sequence[Edit], layout: Layout, devices: Iterable[str], actor: str, now_ms: int,
-               note: str = "", *, from_file: str | None = None) -> int:
+               note: str = "", *, from_file: str | None = None, expect: int | None = None) -> int:
         """Write ``edits`` with the numbers of ``devices`` (and their sensors) from ``layout``, audited,
         as one transaction; return the new version. ``from_file``: the change takes the configuration
-        file's registry, whose digest this is."""
+        file's registry, whose digest this is. ``expect``: the version the change was planned on;
+        :class:`VersionConflict` if another process changed the registry since."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 version = int(self._meta("version") or 0) + 1
+                if expect is not None and version != expect + 1:
+                    raise VersionConflict(f"the registry is at version {version - 1} now, not {expect}: "
+                                          "it was changed meanwhile (another gateway command?); try again")
                 for e in edits:
                     if e.action == "retire":
                         db.execute("UPDATE items SET retired_at = ?, changed_at = ?, version = ? WHERE section = ?"

@@ -1,4 +1,5 @@
-"""The ``gridgate`` command line: run, demo, check, hash-password, mqtt-auth, sim and bench.
+"""The ``gridgate`` command line: run, demo, check, hash-password, mqtt-auth, import, export-registry,
+registry, export, sim and bench.
 
 Each subcommand is a small function; heavy imports happen inside them so that ``gridgate check``
 stays fast and needs nothing but the configuration models.
@@ -193,6 +194,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--for", dest="duration", type=float, help="stop after SECONDS, print a JSON summary")
     d.set_defaults(func=_demo)
 
+    i = sub.add_parser("import", help="import grids, enterprises or devices registers (CSV, .xlsx) into the "
+                                      "registry, all or nothing")
+    x = sub.add_parser("export-registry", help="write the registry as grids, enterprises and devices registers")
+    t = sub.add_parser("registry", help="the registry database")
+    if command in (None, "import", "export-registry", "registry"):
+        _registry_arguments(i, x, t)
+
     e = sub.add_parser("export", help="one sensor's readings as CSV or InfluxDB line protocol")
     s = sub.add_parser("sim", help="sensor simulators")
     b = sub.add_parser("bench", help="benchmarks")
@@ -203,6 +211,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in (None, "bench"):
         _bench_arguments(b)
     return p
+
+
+def _registry_arguments(i: argparse.ArgumentParser, x: argparse.ArgumentParser, t: argparse.ArgumentParser) -> None:
+    from gateway.root import registry_cli
+
+    registry_cli.add_import_arguments(i)
+    i.set_defaults(func=lambda args: registry_cli.run_import(args, load_or_exit(args.config)))
+    registry_cli.add_export_arguments(x)
+    x.set_defaults(func=lambda args: registry_cli.run_export(args, load_or_exit(args.config)))
+    tsub = t.add_subparsers(dest="registry", required=True)
+    tf = tsub.add_parser("take-file", help="make the registry what the configuration file says (audited)")
+    registry_cli.add_take_file_arguments(tf)
+    tf.set_defaults(func=lambda args: registry_cli.run_take_file(args, load_or_exit(args.config)))
 
 
 def _export_arguments(e: argparse.ArgumentParser) -> None:

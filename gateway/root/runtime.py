@@ -125,6 +125,7 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.storage.run(), name="storage")
+                tg.create_task(self.register.watch(), name="registry-watch")
                 for name, coro in self.alarms.tasks().items():
                     tg.create_task(coro, name=name)
                 self._collector_tasks = [tg.create_task(c.run(), name=f"collector-{name}")
