@@ -8,6 +8,7 @@ reconnects with the last event id it saw and the book replays what it missed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from alerts.model import AlarmEvent
 from alerts.scope import ScopeArg, Within, as_within
@@ -16,14 +17,23 @@ from alerts.scope import ScopeArg, Within, as_within
 class Subscription:
     """One live subscriber: the events within its scope (None: all) in a bounded queue."""
 
-    def __init__(self, hub: AlarmHub, scope: ScopeArg, maxsize: int) -> None:
+    def __init__(self, hub: AlarmHub, scope: ScopeArg | Callable[[], Within], maxsize: int) -> None:
         self.hub = hub
-        self.scope: Within = as_within(scope)
+        # a callable: the scope as it is now (it follows registry changes: an enterprise moved)
+        if callable(scope):
+            self._scope: Callable[[], Within] = scope
+        else:
+            fixed = as_within(scope)
+            self._scope = lambda: fixed
         self.queue: asyncio.Queue[AlarmEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
 
+    @property
+    def scope(self) -> Within:
+        return self._scope()
+
     def wants(self, event: AlarmEvent) -> bool:
-        return self.scope.covers(event.alarm)
+        return self._scope().covers(event.alarm)
 
     def offer(self, event: AlarmEvent) -> None:
         if self.overflowed:
@@ -62,7 +72,7 @@ class AlarmHub:
         self.delivered = 0
         self.overflows = 0
 
-    def subscribe(self, scope: ScopeArg) -> Subscription:
+    def subscribe(self, scope: ScopeArg | Callable[[], Within]) -> Subscription:
         sub = Subscription(self, scope, self.queue_size)
         self._subs.add(sub)
         return sub

@@ -407,6 +407,10 @@ class ModbusCollector:
         if new is not None and self._tg is not None and self.pollers.get(did) is new:
             self._tasks[did] = self._tg.create_task(new.run(), name=f"modbus {did}")
 
+    def tasks_running(self) -> set[str]:
+        """The devices whose poller runs now."""
+        return {did for did, task in self._tasks.items() if not task.done()}
+
     def health(self) -> dict[str, dict[str, Any]]:
         """Per device id ``ent/dev``: online, last_ok (epoch ms), polls, failures, request failures,
         skipped_ticks, reconnects, errors by kind, quarantined requests, last_error, its link."""

@@ -36,11 +36,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from alerts.hub import Subscription
+from alerts.scope import Within
 from api.auth import token_of_connection, user_of_token
 from api.cursor import CursorError, EventCursor, EventCursorDep
 from api.deps import GatewayDep, GatewayView
-from api.scope import Scope, scope_of
+from api.scope import scope_of
+from gateway.config import User
 from gateway.errors import TokenError
+from gateway.registry import Registry
 
 router = APIRouter(tags=["live"])
 
@@ -68,8 +71,8 @@ async def live(ws: WebSocket, gateway: GatewayDep, cursor: EventCursorDep) -> No
         await ws.accept()
         await ws.close(CLOSE_POLICY, "last_event_id must be an event id this gateway gave")
         return
-    scope = scope_of(gateway.registry, user)
-    with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope.within) as sub:
+    scope = LiveScope(gateway.registry, user)
+    with contextlib.suppress(WebSocketDisconnect), gateway.hub.subscribe(scope) as sub:
         head = gateway.book.last_event_id()  # on the loop, right after subscribing: nothing in between
         await ws.accept()
         revoked = asyncio.Event()
@@ -93,14 +96,30 @@ async def live(ws: WebSocket, gateway: GatewayDep, cursor: EventCursorDep) -> No
                     await task
 
 
-async def _pump(ws: WebSocket, gateway: GatewayView, cursor: EventCursor, scope: Scope, sub: Subscription,
+class LiveScope:
+    """A stream's scope as the registry has it now: recomputed when the registry's version moves
+    (an enterprise moved to another grid, an officer put in a grid), so the stream follows."""
+
+    def __init__(self, registry: Registry, user: User) -> None:
+        self.registry, self.user = registry, user
+        self.version = -1
+        self.within: Within = Within(frozenset())
+
+    def __call__(self) -> Within:
+        if self.version != self.registry.version:
+            self.version = self.registry.version
+            self.within = scope_of(self.registry, self.user).within
+        return self.within
+
+
+async def _pump(ws: WebSocket, gateway: GatewayView, cursor: EventCursor, scope: LiveScope, sub: Subscription,
                 head: int, last_id: int | None) -> None:
     """Replay from the book after ``last_id`` (if given), then forward live events, each once."""
     last = head
     if last_id is not None:
         last = min(last_id, head)  # an id beyond the head is from another book: start from now
         while True:
-            page = await run_in_threadpool(gateway.book.events_since, last, scope.within, REPLAY_PAGE)
+            page = await run_in_threadpool(gateway.book.events_since, last, scope(), REPLAY_PAGE)
             for event in page:
                 await ws.send_text(orjson.dumps(cursor.event(event)).decode())
                 last = event.id
@@ -111,7 +130,7 @@ async def _pump(ws: WebSocket, gateway: GatewayView, cursor: EventCursor, scope:
         if event is None:
             await ws.close(CLOSE_RESUME, "fell behind: reconnect with last_event_id")
             return
-        if event.id <= last or not scope.within.covers(event.alarm):
+        if event.id <= last or not scope().covers(event.alarm):
             continue
         await ws.send_text(orjson.dumps(cursor.event(event)).decode())
         last = event.id

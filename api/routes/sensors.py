@@ -71,7 +71,7 @@ async def readings(
 ) -> dict[str, Any]:
     """A series between ``start`` and ``end`` (inclusive), raw or aggregated; ts in epoch ms."""
     scope.require_enterprise(gateway.registry, enterprise)
-    info = gateway.registry.sensor(f"{enterprise}/{device}/{point}")
+    info = gateway.registry.any_sensor(f"{enterprise}/{device}/{point}")  # a retired one's history too
     end_ms = gateway.clock.now_ns() // 1_000_000 if end is None else parse_time_ms("end", end)
     start_ms = max(0, end_ms - DEFAULT_WINDOW_MS) if start is None else parse_time_ms("start", start)
     if start_ms > end_ms:

@@ -248,6 +248,8 @@ class SqliteStore:
         """One sensor's readings in [start_ns, end_ns], sorted by ts."""
         sid = self._sid_by_id.get(sensor_id)
         if sid is None:
+            if sensor_id in self.registry.layout.sensors:  # registered since the last write: nothing yet
+                return Readings(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))
             raise UnknownSensor(f"unknown sensor {sensor_id!r}")
         with self._r_lock:
             try:
