@@ -114,8 +114,8 @@ async def import_register(request: Request, gateway: GatewayDep, manager: Manage
     nothing. ``dry_run``: what would change, validated, without changing it. A refused import is a
     422 listing every problem with its row and column."""
     data = await request.body()
-    result = await gateway.register.import_register(
-        data, filename, manager.username, dry_run=dry_run,
+    result = await gateway.register.import_registers(
+        [(data, filename)], manager.username, dry_run=dry_run,
         check=lambda p: policy.check_plan(gateway.registry, manager, p))
     return result.summary()
 

@@ -43,10 +43,20 @@ class ImportResult:
                           for a, d in (("created", self.created), ("replaced", self.replaced))}}
 
 
-def read(data: bytes, filename: str, items: Items) -> Table:
-    """A register, naming departments by name or id (resolved against the registry)."""
+def read(files: list[tuple[bytes, str]], items: Items) -> list[Register]:
+    """Registers, naming departments by name or id (resolved against the registry); every problem of
+    every file in one :class:`TableError`."""
     names = {d["name"]: d["id"] for d in items.get("departments", []) if "name" in d}
-    return read_table(data, filename, names)
+    out: list[Register] = []
+    problems: list[str] = []
+    for data, filename in files:
+        try:
+            out.append(Register(filename, read_table(data, filename, names)))
+        except TableError as exc:
+            problems += exc.problems if len(files) == 1 else [f"{filename}: {p}" for p in exc.problems]
+    if problems:
+        raise TableError(problems)
+    return out
 
 
 def merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -62,37 +72,63 @@ def merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def planner(table: Table) -> Any:
-    """The planner of :meth:`RegisterService.change` that puts every item of ``table``."""
+ORDER = {"grids": 0, "enterprises": 1, "devices": 2}
+
+
+@dataclass
+class Register:
+    """A register read from a file."""
+
+    name: str
+    table: Table
+
+
+def planner(registers: list[Register]) -> Any:
+    """The planner of :meth:`RegisterService.change` that puts every item of every register: grids
+    before enterprises before devices, later registers over earlier ones."""
     def plan(items: Items, retired: dict[str, set[str]]) -> Plan:
-        incoming = {}
-        for section, new in table.items.items():
-            now = {key_of(section, it): it for it in items.get(section, [])}
-            incoming[section] = [merged(now.get(key_of(section, it)), it) for it in new]
+        incoming: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in SECTIONS}
+        now = {s: {key_of(s, it): it for it in items.get(s, [])} for s in SECTIONS}
+        for reg in sorted(registers, key=lambda r: ORDER[r.table.kind]):
+            for section, new in reg.table.items.items():
+                for it in new:
+                    key = key_of(section, it)
+                    incoming[section][key] = merged(incoming[section].get(key) or now[section].get(key), it)
         try:
-            return edit.upsert(items, incoming, retired)
+            return edit.upsert(items, {s: list(v.values()) for s, v in incoming.items()}, retired)
         except edit.EditRefused as exc:
             raise TableError([str(exc)]) from exc
     return plan
 
 
-def located(exc: ConfigError, table: Table, plan_items: Items) -> TableError:
-    """The problems of a registry with ``table`` imported, at their rows and columns."""
-    positions: dict[tuple[str, int], int] = {}
-    for section, imported in table.items.items():
-        where = {key_of(section, it): i for i, it in enumerate(plan_items.get(section, []))}
-        for j, it in enumerate(imported):
-            i = where.get(key_of(section, it))
-            if i is not None:
-                positions[(section, i)] = j
-    return TableError(locate(exc.problems, table, positions))
+def located(exc: ConfigError, registers: list[Register], plan_items: Items) -> TableError:
+    """The problems of a registry with ``registers`` imported, at their files, rows and columns."""
+    out: list[str] = []
+    for path, message in exc.problems:
+        where = f"{path}: {message}"
+        for reg in registers:
+            positions: dict[tuple[str, int], int] = {}
+            for section, imported in reg.table.items.items():
+                index = {key_of(section, it): i for i, it in enumerate(plan_items.get(section, []))}
+                for j, it in enumerate(imported):
+                    i = index.get(key_of(section, it))
+                    if i is not None:
+                        positions[(section, i)] = j
+            said = locate([(path, message)], reg.table, positions)[0]
+            if said != where:
+                where = said if len(registers) == 1 else f"{reg.name}: {said}"
+                break
+        out.append(where)
+    return TableError(out)
 
 
-def result(table: Table, plan: Plan, dry_run: bool, version: int | None) -> ImportResult:
-    out = ImportResult(table.kind, dry_run, version, {s: [] for s in SECTIONS}, {s: [] for s in SECTIONS})
+def result(registers: list[Register], plan: Plan, dry_run: bool, version: int | None) -> ImportResult:
+    kinds = "+".join(r.table.kind for r in sorted(registers, key=lambda r: ORDER[r.table.kind]))
+    out = ImportResult(kinds, dry_run, version, {s: [] for s in SECTIONS}, {s: [] for s in SECTIONS})
     for e in plan.edits:
         (out.created if e.action == "create" else out.replaced)[e.section].append(e.key)
-    out.unchanged = sum(len(v) for v in table.items.values()) - len(plan.edits)
+    keys = {(s, key_of(s, it)) for r in registers for s, v in r.table.items.items() for it in v}
+    out.unchanged = len(keys) - len(plan.edits)
     return out
 
 

@@ -148,19 +148,20 @@ class RegisterService:
             return plan, change
 
 
-    async def import_register(self, data: bytes, filename: str, actor: str, *, dry_run: bool = False,
-                              check: Callable[[Plan], None] | None = None) -> imports.ImportResult:
-        """Import a register (CSV or .xlsx), all or nothing; :class:`~gateway.register.tabular.TableError`
-        with every problem at its row and column."""
-        table = await asyncio.to_thread(imports.read, data, filename, self.items)
-        planner = imports.planner(table)
+    async def import_registers(self, files: list[tuple[bytes, str]], actor: str, *, dry_run: bool = False,
+                               check: Callable[[Plan], None] | None = None) -> imports.ImportResult:
+        """Import registers (CSV or .xlsx; ``(bytes, filename)``) as one change, all or nothing;
+        :class:`~gateway.register.tabular.TableError` with every problem at its file, row and column."""
+        registers = await asyncio.to_thread(imports.read, files, self.items)
+        planner = imports.planner(registers)
+        names = ", ".join(name for _, name in files)[:200]
         try:
             if dry_run:
-                return imports.result(table, await self.preview(planner, check), True, None)
-            plan, change = await self.change(planner, actor, f"import of {filename[:200]}", check)
+                return imports.result(registers, await self.preview(planner, check), True, None)
+            plan, change = await self.change(planner, actor, f"import of {names}", check)
         except ConfigError as exc:
-            raise imports.located(exc, table, planner(self.items, self.retired).items) from None
-        return imports.result(table, plan, False, change.version if change else None)
+            raise imports.located(exc, registers, planner(self.items, self.retired).items) from None
+        return imports.result(registers, plan, False, change.version if change else None)
 
     async def reload(self) -> Change | None:
         """Take what another process (``gridgate import``) committed to the registry database."""

@@ -2,9 +2,9 @@
 database of a data folder, from the command line (a running gateway takes the new version within
 seconds: it follows ``registry.db``).
 
-- ``import REGISTER...``: each register (grids, enterprises or devices; CSV or .xlsx) all or nothing,
-  grids before enterprises before devices; ``--dry-run`` says what would change. Exit status 1 with
-  every problem of a refused register, by row and column.
+- ``import REGISTER...``: the registers (grids, enterprises or devices; CSV or .xlsx) as one change,
+  all or nothing, grids before enterprises before devices; ``--dry-run`` says what would change.
+  Exit status 1 with every problem, by file, row and column.
 - ``export-registry``: the registers as files (``grids.csv``, ``enterprises.csv``, ``devices.csv``).
 - ``registry take-file``: make the registry what the configuration file says (an audited change
   that retires what the file no longer has).
@@ -21,9 +21,7 @@ from gateway.config import Config
 from gateway.errors import GridgateError
 from gateway.register import imports
 from gateway.register.service import open_service
-from gateway.register.tabular import TableError, read_table
-
-ORDER = {"grids": 0, "enterprises": 1, "devices": 2}
+from gateway.register.tabular import TableError
 
 
 def add_import_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,42 +54,30 @@ def _data_dir(args: argparse.Namespace, cfg: Config) -> Path:
     return path
 
 
-def _kind_of(path: Path) -> int:
-    """Registers in dependency order: a file's kind is read from its header row."""
-    try:
-        return ORDER[read_table(path.read_bytes(), path.name).kind]
-    except (TableError, OSError):
-        return -1  # reported when it is imported
-
-
 def run_import(args: argparse.Namespace, cfg: Config) -> int:
     service, _, _ = open_service(_data_dir(args, cfg), cfg)
-    paths = sorted((Path(r) for r in args.registers), key=_kind_of)
-
-    async def main() -> int:
-        for path in paths:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-                return 1
-            try:
-                result = await service.import_register(data, path.name, args.actor, dry_run=args.dry_run)
-            except TableError as exc:
-                for problem in exc.problems:
-                    print(f"{path}: {problem}", file=sys.stderr)
-                print(f"{path}: refused, nothing imported ({len(exc.problems)} problem(s))", file=sys.stderr)
-                return 1
-            except GridgateError as exc:
-                print(f"{path}: refused, nothing imported: {exc}", file=sys.stderr)
-                return 1
-            print(f"{path}: {_said(result)}")
-        return 0
-
+    files: list[tuple[bytes, str]] = []
+    for name in args.registers:
+        try:
+            files.append((Path(name).read_bytes(), name))
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror}", file=sys.stderr)
+            return 1
     try:
-        return asyncio.run(main())
+        result = asyncio.run(service.import_registers(files, args.actor, dry_run=args.dry_run))
+    except TableError as exc:
+        prefix = f"{files[0][1]}: " if len(files) == 1 else ""
+        for problem in exc.problems:
+            print(f"{prefix}{problem}", file=sys.stderr)
+        print(f"refused, nothing imported ({len(exc.problems)} problem(s))", file=sys.stderr)
+        return 1
+    except GridgateError as exc:
+        print(f"refused, nothing imported: {exc}", file=sys.stderr)
+        return 1
     finally:
         service.store.close()
+    print(_said(result))
+    return 0
 
 
 def _said(result: imports.ImportResult) -> str:
