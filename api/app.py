@@ -26,7 +26,21 @@ from fastapi.responses import JSONResponse
 from api.cursor import EventCursor
 from api.deps import GatewayView
 from api.guard import RequestGuard
-from api.routes import alarms, auth, console, devices, health, live, me, registry, reports, sensors, stats, users
+from api.routes import (
+    alarms,
+    auth,
+    connection,
+    console,
+    devices,
+    health,
+    live,
+    me,
+    registry,
+    reports,
+    sensors,
+    stats,
+    users,
+)
 from gateway.errors import (
     AccountError,
     AccountForbidden,
@@ -138,7 +152,7 @@ def create_app(gateway: GatewayView) -> FastAPI:
     api = gateway.config.api
     app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused,
                        larger={f"{API_PREFIX}/registry/import": api.max_import})
-    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices, registry):
+    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices, connection, registry):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     return app

@@ -22,7 +22,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
 from gateway.register.service import RegisterService
-from gateway.registry import Registry
+from gateway.registry import DeviceInfo, Registry
 from gateway.storage.service import Storage
 
 
@@ -40,6 +40,9 @@ class GatewayView(Protocol):
     book: AlarmBook
     hub: AlarmHub
     register: RegisterService  # the registry's items, changes, audit, imports
+    collectors: dict[str, Any]  # by protocol; each has health()
+
+    async def test_reading(self, device: DeviceInfo, payload: bytes) -> dict[str, Any]: ...
 
     def health(self) -> dict[str, Any]: ...
 

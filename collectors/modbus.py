@@ -282,7 +282,8 @@ class ModbusPoller:
         if not finite.all():
             bad = sensors[~finite]
             keys = ", ".join(self._keys[int(s)] for s in bad[:8])
-            self._intake.rejects.reject("modbus", "non_finite", self.device_id, f"points {keys}", n=len(bad))
+            self._intake.rejects.reject("modbus", "non_finite", self.device_id, f"points {keys}", n=len(bad),
+                                        device=self.device_id)
             sensors, values = sensors[finite], values[finite]
         n = len(sensors)
         batch = ReadingBatch(sensors, np.full(n, ts, dtype=TS_DTYPE), values,

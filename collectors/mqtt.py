@@ -286,12 +286,12 @@ class MqttCollector:
                 decoded = decode_telemetry(msg.payload, device.points, window)
                 readings, n = decoded.parts, decoded.readings
                 if decoded.problems:
-                    self._report(client, topic, ent, dev, decoded.problems, n)
+                    self._report(client, topic, ent, dev, decoded.problems, n, msg.payload)
         except PayloadError as exc:
-            self._report(client, topic, ent, dev, {exc.reason: [1, exc.detail]}, 0)
+            self._report(client, topic, ent, dev, {exc.reason: [1, exc.detail]}, 0, msg.payload)
         except Exception as exc:  # a bug here must not kill paho's thread, and with it the collector
             log.exception("MQTT collector could not decode a message from %s", topic)
-            self._report(client, topic, ent, dev, {"decode_error": [1, type(exc).__name__]}, 0)
+            self._report(client, topic, ent, dev, {"decode_error": [1, type(exc).__name__]}, 0, msg.payload)
             readings, n = [], 0
         self._hand_over(readings, n, status, msg.mid if msg.qos == 1 else None)
 
@@ -312,14 +312,16 @@ class MqttCollector:
         online = word == b"online"
         return DeviceStatus(device_index, online, self.clock.now_ns(), f"mqtt status {word.decode()}")
 
-    def _report(self, client: paho.Client, topic: str, ent: str, dev: str, problems: dict, kept: int) -> None:
+    def _report(self, client: paho.Client, topic: str, ent: str, dev: str, problems: dict, kept: int,
+                payload: bytes = b"") -> None:
         first_reason, (_, first_detail) = next(iter(problems.items()))
+        device = self._devices.get((ent, dev))
+        named = device.device_id if device is not None else None  # only a registered device is named
         for reason, (count, detail) in problems.items():
-            self.intake.rejects.reject("mqtt", reason, topic, detail, n=count)
+            self.intake.rejects.reject("mqtt", reason, topic, detail, n=count, device=named, payload=payload)
             self.rejected += count
         if ent in RESERVED_ENTERPRISES:
             return  # never write into the gateway's own output namespace
-        device = self._devices.get((ent, dev))
         if not self.errors.allow(None if device is None else device.index):
             return  # counted above all the same
         more = sum(c for c, _ in problems.values()) - 1

@@ -54,19 +54,50 @@ class Rejection:
     detail: str
 
 
+@dataclass(slots=True)
+class DeviceRejections:
+    """One reason a registered device's input was refused: how often, the last time (epoch ms), what
+    was wrong then, and the start of the payload then (what its engineer needs to fix the sender)."""
+
+    count: int
+    last_at: int
+    detail: str
+    payload: str
+
+
+PAYLOAD_KEPT = 512  # bytes of a refused payload kept per device and reason
+
+
 class RejectCounter:
-    """Counts rejected input by (kind, reason); thread-safe, since paho calls from its own thread."""
+    """Counts rejected input by (kind, reason), and per registered device by reason; thread-safe,
+    since paho calls from its own thread. Only callers that know the device (it is registered) name
+    it, so the per-device table is bounded by the registry."""
 
     def __init__(self, keep: int = 200) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
         self.recent: deque[Rejection] = deque(maxlen=keep)
+        self.by_device: dict[str, dict[str, DeviceRejections]] = {}
 
-    def reject(self, kind: str, reason: str, source: str, detail: str = "", n: int = 1) -> None:
+    def of_device(self, device_id: str) -> dict[str, DeviceRejections]:
+        with self._lock:
+            return dict(self.by_device.get(device_id, {}))
+
+    def reject(self, kind: str, reason: str, source: str, detail: str = "", n: int = 1, *,
+               device: str | None = None, payload: bytes = b"") -> None:
+        now = time.time_ns()
         with self._lock:
             first = (kind, reason) not in self.counts
             self.counts[(kind, reason)] += n
-            self.recent.append(Rejection(time.time_ns(), kind, reason, source, detail))
+            self.recent.append(Rejection(now, kind, reason, source, detail))
+            if device is not None:
+                seen = self.by_device.setdefault(device, {}).get(reason)
+                text = payload[:PAYLOAD_KEPT].decode("utf-8", "backslashreplace")
+                if seen is None:
+                    self.by_device[device][reason] = DeviceRejections(n, now // 1_000_000, detail, text)
+                else:
+                    seen.count += n
+                    seen.last_at, seen.detail, seen.payload = now // 1_000_000, detail, text
         if first:
             log.warning("rejected %s input (%s) from %s: %s; further ones are counted", kind, reason,
                         source, detail)
@@ -210,9 +241,10 @@ class Intake:
             return batch
         self.out_of_range += n
         first = int(batch.sensor[np.flatnonzero(out)[0]])
-        source = self.registry.sensors[first].sensor_id if self.registry is not None else str(first)
-        self.rejects.reject("intake", "out_of_range", source, "value outside the measuring range: stored as a fault",
-                            n=n)
+        info = self.registry.sensors[first] if self.registry is not None else None
+        self.rejects.reject("intake", "out_of_range", info.sensor_id if info else str(first),
+                            "value outside the measuring range: stored as a fault", n=n,
+                            device=f"{info.enterprise}/{info.device}" if info else None)
         quality = np.where(out, np.uint8(Quality.FAULT), batch.quality).astype(QUALITY_DTYPE)
         return ReadingBatch(batch.sensor, batch.ts, batch.value, quality)
 

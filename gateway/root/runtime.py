@@ -27,7 +27,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.ingest.intake import Intake
 from gateway.register.service import open_service
-from gateway.registry import Change, Registry
+from gateway.registry import Change, DeviceInfo, Registry
 from gateway.storage.service import Storage
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,15 @@ class Gateway:
         self.registry.subscribe(lambda registry, change: self.intake.reconfigure(registry))
         self.registry.subscribe(self.alarms.registry_changed)
         self.registry.subscribe(self._collectors_follow)
+
+    async def test_reading(self, device: DeviceInfo, payload: bytes) -> dict[str, Any]:
+        """A telemetry payload sent by hand for ``device``, through the MQTT decoding and the intake."""
+        from collectors.hand_reading import submit
+        from collectors.mqtt_payload import Window
+
+        mqtt, days = self.config.mqtt, self.config.storage.retention_days
+        window = Window(self.clock.now_ns(), int(mqtt.max_clock_skew * 1e9), days * 86_400 * 1_000_000_000)
+        return await submit(self.intake, device, payload, window)
 
     @property
     def config(self) -> Config:
