@@ -82,15 +82,19 @@ class NoiseMonitor:
     def __init__(self, book: AlarmBook, flood: FloodSection, chatter: ChatterSection) -> None:
         self.book = book
         self.gas = gas_detectors(book.registry)
-        self.threshold = flood.alarms
-        self.flood_window = int(flood.window * 1000)
-        self.cycles = chatter.cycles
-        self.chatter_window = int(chatter.window * 1000)
+        self.configure(flood, chatter)
         self._raises: dict[str, deque[int]] = {}  # grid -> times of new alarms in the window
         self._floods: dict[str, _Flood] = {}
         self._cycles: dict[int, deque[int]] = {}  # alarm id -> times it was raised
         self._chattering: dict[int, int] = {}  # alarm id -> last raise while chattering
         self.counters = NoiseCounters()
+
+    def configure(self, flood: FloodSection, chatter: ChatterSection) -> None:
+        """The flood and chatter settings from now on (a configuration reload)."""
+        self.threshold = flood.alarms
+        self.flood_window = int(flood.window * 1000)
+        self.cycles = chatter.cycles
+        self.chatter_window = int(chatter.window * 1000)
 
     def flooding(self, grid: str) -> bool:
         return grid in self._floods

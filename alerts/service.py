@@ -72,6 +72,9 @@ class AlarmService:
         self.detector.reconfigure(registry)
         self.evaluation.reconfigure()
         self.noise.gas = gas_detectors(registry)
+        settings = registry.config.alarms  # a reload of the file may have changed them
+        self.escalator.after = settings.escalate_after
+        self.noise.configure(settings.flood, settings.chatter)
         now_ms = self.clock.now_ns() // 1_000_000
         retired_sensors = [registry.sensors[i].sensor_id for i in change.retired_sensors]
         retired_devices = [registry.layout.devices[d] for d in change.retired_devices]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GridgateError
 from gateway.register import edit, imports
 from gateway.register.document import SECTIONS, Items, compose, digest, items_of, key_of, same
 from gateway.register.edit import Plan
@@ -31,6 +31,10 @@ from gateway.registry import Change, Layout, Registry
 
 log = logging.getLogger(__name__)
 FILE = "file"  # the actor of changes that take the configuration file's registry
+
+
+class ReloadRefused(GridgateError):
+    """A configuration reload that cannot be applied completely; nothing of it was applied."""
 
 
 @dataclass
@@ -162,6 +166,46 @@ class RegisterService:
         except ConfigError as exc:
             raise imports.located(exc, registers, planner(self.items, self.retired).items) from None
         return imports.result(registers, plan, False, change.version if change else None)
+
+    async def take_config(self, cfg: Config) -> str:
+        """A configuration file read again (``SIGHUP``): applied completely or not at all. What a
+        running gateway can take is the registry (by the rule of :func:`open_registry`) and
+        ``[alarms]``; a change of anything else needs a restart, and refuses the whole reload.
+        Raises :class:`ReloadRefused` with the reason; returns what was applied."""
+        async with self._lock:
+            now = self.registry.config
+            restart = [f"[{name}]" for name in ("gateway", "mqtt", "storage", "api")
+                       if getattr(cfg, name) != getattr(now, name)]
+            restart += [f"[[{name}]]" for name in ("notifiers", "links", "users")
+                        if getattr(cfg, name) != getattr(now, name)]
+            if restart:
+                raise ReloadRefused(f"{', '.join(restart)} changed, which needs a restart; nothing was applied")
+            wanted = items_of(cfg)
+            file_digest = digest(wanted)
+            file_changed = self.store.file_digest != file_digest
+            if file_changed and self.store.edited_since_file:
+                raise ReloadRefused("the file's registry changed, but the registry was also changed through the API "
+                                    "or an import since the file was last taken; nothing was applied "
+                                    "(`gridgate registry take-file` takes the file's registry)")
+            base = now.model_copy(update={"alarms": cfg.alarms})
+            plan = edit.take_file(self.items, wanted) if file_changed else Plan(self.items)
+            built = await asyncio.to_thread(compose, base, plan.items) if plan.edits else base
+            version = self.registry.version
+            if file_changed:
+                layout = self.registry.layout.copy()
+                layout.assign(built)
+                devices = {e.key for e in plan.edits if e.section == "devices"}
+                version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, FILE, _now_ms(),
+                                                  "the configuration file was reloaded", from_file=file_digest,
+                                                  expect=self.registry.version)
+                self.items = plan.items
+                for e in plan.edits:
+                    if e.action == "retire":
+                        self.retired[e.section].add(e.key)
+                self.registry.layout = layout
+            self.registry.update(built, version, FILE)
+            alarms = "[alarms] changed" if cfg.alarms != now.alarms else "[alarms] unchanged"
+            return f"{alarms}; {len(plan.edits)} registry changes; registry version {version}"
 
     async def reload(self) -> Change | None:
         """Take what another process (``gridgate import``) committed to the registry database."""

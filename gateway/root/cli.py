@@ -92,7 +92,19 @@ def _run(args: argparse.Namespace) -> int:
     async def api(g: Gateway) -> None:
         await serve_api(g, cfg.api.host, cfg.api.port)
 
-    return _run_until_signal(gw.run(api=api))
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task] = set()
+
+        def reload() -> None:  # SIGHUP: read the file again, apply all of it or nothing
+            task = loop.create_task(gw.reload_file(args.config))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        await gw.run(api=api)
+
+    return _run_until_signal(main())
 
 
 def _run_until_signal(main: Coroutine[Any, Any, Any]) -> int:

@@ -66,11 +66,35 @@ class Gateway:
         self.started = asyncio.Event()
         self._collector_tasks: list[asyncio.Task] = []
         self._tg: asyncio.TaskGroup | None = None
+        self.reloads = {"applied": 0, "refused": 0}  # SIGHUP reloads of the configuration file
         # A registry change reaches, in this order: the intake (ranges, 4-20 mA), the alarms
         # (detector limits, retired and moved alarms), then the collectors (what is polled or read).
         self.registry.subscribe(lambda registry, change: self.intake.reconfigure(registry))
         self.registry.subscribe(self.alarms.registry_changed)
         self.registry.subscribe(self._collectors_follow)
+
+    async def reload_file(self, path: str | Path) -> bool:
+        """``SIGHUP``: read the configuration file again and apply it completely or not at all; the
+        outcome, with the reason of a refusal, is logged. True when applied."""
+        from gateway.config import load_config
+        from gateway.errors import ConfigError
+        from gateway.register.service import ReloadRefused
+
+        try:
+            cfg = await asyncio.to_thread(load_config, path)
+            said = await self.register.take_config(cfg)
+        except ConfigError as exc:
+            self.reloads["refused"] += 1
+            log.error("reload of %s refused, nothing was applied: %d problem(s): %s", path, len(exc.problems),
+                      "; ".join(f"{p}: {m}" for p, m in exc.problems[:20]))
+            return False
+        except ReloadRefused as exc:
+            self.reloads["refused"] += 1
+            log.error("reload of %s refused: %s", path, exc)
+            return False
+        self.reloads["applied"] += 1
+        log.info("reload of %s applied: %s", path, said)
+        return True
 
     async def test_reading(self, device: DeviceInfo, payload: bytes) -> dict[str, Any]:
         """A telemetry payload sent by hand for ``device``, through the MQTT decoding and the intake."""
@@ -192,5 +216,6 @@ class Gateway:
                          "rejected": self.intake.rejects.snapshot()},
             "storage": self.storage.health(),
             "collectors": {name: c.health() for name, c in self.collectors.items()},
+            "registry": {"version": self.registry.version, "reloads": dict(self.reloads)},
             **self.alarms.health(),
         }
