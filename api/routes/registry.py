@@ -61,10 +61,15 @@ def _precondition(gateway: GatewayView, if_match: str | None) -> None:
 
 
 async def _change(gateway: GatewayView, user: User, section: str, key: str, planner: Any, if_match: str | None,
-                  response: Response) -> dict[str, Any]:
-    """Make a change as ``user``: seen first (404), then checked (403), validated (422) and applied."""
+                  response: Response, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make a change as ``user``: its role first (403), then what it sees (404: an item, or where a
+    new one would be), then the change itself (403), validated (422) and applied."""
+    if not policy.may_write(user, section):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{user.role} logins do not change {section}")
     found = gateway.register.get(section, key)
-    if found is not None and not policy.visible(gateway.registry, user, section, found[0]):
+    reg = gateway.registry
+    if (found is not None and not policy.visible(reg, user, section, found[0])) or (
+            found is None and body is not None and not policy.could_see(reg, user, section, body)):
         raise RegistryError(f"{section[:-1]} {key!r} not found")
     _precondition(gateway, if_match)
     plan, change = await gateway.register.change(
@@ -163,7 +168,7 @@ async def put_device(gateway: GatewayDep, user: CurrentUser, enterprise: Id, dev
     key = f"{enterprise}/{device}"
     return await _change(gateway, user, "devices", key,
                          lambda items, retired: edit.put(items, "devices", key, body, retired["devices"]),
-                         if_match, response)
+                         if_match, response, body)
 
 
 @router.patch("/registry/devices/{enterprise}/{device}")
@@ -207,7 +212,7 @@ async def put_item(gateway: GatewayDep, user: CurrentUser, section: Section, key
     """Create or replace an item with the body of its TOML table."""
     return await _change(gateway, user, section, key,
                          lambda items, retired: edit.put(items, section, key, body, retired[section]),
-                         if_match, response)
+                         if_match, response, body)
 
 
 @router.patch("/registry/{section}/{key}")

@@ -54,6 +54,28 @@ def visible(registry: Registry, user: User, section: str, item: dict[str, Any]) 
     return bool(served & grids) or (user.role == "supervisor" and not served)
 
 
+def may_write(user: User, section: str) -> bool:
+    """Whether the login's role changes ``section`` at all (the rest is checked per change)."""
+    if user.role == "admin":
+        return True
+    if user.role == "supervisor":
+        return section != "departments"  # the admin's
+    return user.role == "enterprise" and section == "devices"
+
+
+def could_see(registry: Registry, user: User, section: str, item: dict[str, Any]) -> bool:
+    """Whether ``user`` would see a new ``item`` once made: it lies in the login's scope (a new
+    enterprise in a grid it sees, a new device of an enterprise it sees)."""
+    enterprises, grids = _scope(registry, user)
+    if enterprises is None or grids is None or section in ("departments", "officers"):
+        return True
+    if section == "grids":
+        return user.role == "supervisor" and str(item.get("area", "")).startswith(user.area or "\0")
+    if section == "enterprises":
+        return item.get("grid") in grids
+    return item.get("enterprise") in enterprises
+
+
 def _in_area(registry: Registry, area: str, section: str, item: dict[str, Any] | None) -> bool:
     if item is None:
         return True

@@ -31,6 +31,7 @@ HANDLER = frozenset({"admin", "town", "zhang", "wang"})
 MAINTAINER = frozenset({"admin", "town", "zhang", "wang", "shimen"})
 MANAGER = frozenset({"admin", "town"})
 NOBODY: frozenset[str] = frozenset()
+DEVICE_WRITER = frozenset({"admin", "town", "shimen"})
 SEES = {  # who sees what (enterprise or grid)
     "hengyuan": frozenset({"admin", "town", "fire", "zhang"}), G1: frozenset({"admin", "town", "fire", "zhang"}),
     "shimen": frozenset({"admin", "town", "wang", "shimen"}), G2: frozenset({"admin", "town", "wang", "shimen"}),
@@ -47,6 +48,7 @@ class Probe:
     sees: frozenset[str] = EVERYONE  # logins the item is in scope for
     json: Any = None  # a body, or a function of the login giving one
     form: dict[str, str] | None = None
+    content: bytes | None = None  # a raw body (a register file)
     public: bool = False  # no login needed: every caller gets "ok"
     expect: dict[str | None, int | str] = field(default_factory=dict)  # overrides
 
@@ -77,6 +79,14 @@ def user_probes(suffix: str, body: Any = None) -> list[Probe]:
 
 
 NEW_OFFICER = {"role": "officer", "officer": "wang", "password": "walk-password"}
+def WALK_DEVICE(enterprise: str) -> dict[str, Any]:  # noqa: N802
+    return {"enterprise": enterprise, "id": "walk-t", "protocol": "mqtt",
+            "points": [{"key": "t", "kind": "temperature", "unit": "°C", "high": 80.0}]}
+
+
+FAR = {"id": "far", "name": "far works", "grid": G3, "lead_department": "market", "cooperating_departments": ["fire"]}
+
+
 TABLE: dict[tuple[str, str], list[Probe]] = {
     ("POST", "/auth/token"): [Probe("/auth/token", form={"username": "admin", "password": "admin"}, public=True)],
     ("POST", "/auth/refresh"): [Probe("/auth/refresh", json="refresh", public=True)],
@@ -127,6 +137,45 @@ TABLE: dict[tuple[str, str], list[Probe]] = {
     ("GET", "/healthz"): [Probe("/healthz", public=True)],
     ("GET", "/metrics"): [Probe("/metrics", frozenset({"admin"}))],
     ("POST", "/reports"): [Probe("/reports", json={"enterprise": "hengyuan", "text": "walk"}, public=True)],
+    ("GET", "/devices/{enterprise}/{device}/connection"): [
+        Probe(f"/devices/{e}/gas/connection", sees=SEES[e]) for e in ("hengyuan", "far")],
+    ("POST", "/devices/{enterprise}/{device}/test-reading"): [
+        Probe(f"/devices/{e}/gas/test-reading", MAINTAINER, SEES[e], {"values": {"t1": 20.0}})
+        for e in ("hengyuan", "far")],
+    ("GET", "/registry"): [Probe("/registry")],
+    ("GET", "/registry/audit"): [Probe("/registry/audit", MANAGER), Probe("/registry/audit?section=grids", MANAGER)],
+    ("POST", "/registry/import"): [Probe("/registry/import?filename=e.csv&dry_run=true", MANAGER,
+                                         content=f"企业编号,企业名称,所属网格,牵头部门\nwalk,walk,{G1},yjj\n".encode())],
+    ("GET", "/registry/export"): [Probe("/registry/export?kind=enterprises", MANAGER)],
+    ("GET", "/registry/devices"): [Probe("/registry/devices")],
+    ("GET", "/registry/devices/{enterprise}"): [Probe(f"/registry/devices/{e}", sees=SEES[e])
+                                                for e in ("hengyuan", "far")],
+    ("GET", "/registry/devices/{enterprise}/{device}"): [Probe(f"/registry/devices/{e}/gas", sees=SEES[e])
+                                                         for e in ("hengyuan", "far")],
+    ("PUT", "/registry/devices/{enterprise}/{device}"): [
+        Probe(f"/registry/devices/{e}/walk-t", DEVICE_WRITER, SEES[e], WALK_DEVICE(e)) for e in ("shimen", "far")],
+    ("PATCH", "/registry/devices/{enterprise}/{device}"): [
+        Probe(f"/registry/devices/{e}/walk-t", DEVICE_WRITER, SEES[e], {"name": "walk"}) for e in ("shimen", "far")],
+    ("DELETE", "/registry/devices/{enterprise}/{device}"): [  # the first call retires it: then it is gone
+        Probe("/registry/devices/shimen/walk-t", DEVICE_WRITER, SEES["shimen"], expect={"town": 404, "shimen": 404}),
+        Probe("/registry/devices/far/walk-t", DEVICE_WRITER, SEES["far"])],
+    ("GET", "/registry/{section}"): [Probe(f"/registry/{s}") for s in ("grids", "officers", "departments")],
+    ("GET", "/registry/{section}/{key}"): [Probe(f"/registry/grids/{G1}", sees=SEES[G1]),
+                                           Probe(f"/registry/grids/{G3}", sees=SEES[G3]),
+                                           Probe("/registry/officers/li", sees=SEES[G3]),
+                                           Probe("/registry/enterprises/far", sees=SEES["far"]),
+                                           Probe("/registry/departments/fire"),
+                                           Probe("/registry/grids/nowhere", sees=NOBODY)],
+    ("PUT", "/registry/{section}/{key}"): [
+        Probe("/registry/officers/walk-o", MANAGER, json={"id": "walk-o", "name": "walk"}),
+        Probe("/registry/enterprises/far", MANAGER, SEES["far"], FAR),
+        Probe("/registry/departments/walk-d", MANAGER, json={"id": "walk-d", "name": "walk"}, expect={"town": 403})],
+    ("PATCH", "/registry/{section}/{key}"): [
+        Probe("/registry/enterprises/hengyuan", MANAGER, SEES["hengyuan"], {"name": "恒源化工"}),
+        Probe("/registry/enterprises/far", MANAGER, SEES["far"], {"name": "far works"})],
+    ("DELETE", "/registry/{section}/{key}"): [
+        Probe("/registry/officers/walk-o", MANAGER, expect={"town": 404}),
+        Probe(f"/registry/grids/{G3}", MANAGER, SEES[G3], expect={"admin": 422})],  # far is in it
 }
 
 
@@ -177,7 +226,7 @@ def test_every_route_with_every_role(server: ApiServer) -> None:
                 elif body == "password":
                     body = {"old_password": "x", "new_password": "walk-password"}
                 path = probe.path.format(**alarms)
-                r = http.request(method, path, headers=headers, json=body, data=probe.form)
+                r = http.request(method, path, headers=headers, json=body, data=probe.form, content=probe.content)
                 statuses[r.status_code] += 1
                 want = probe.expected(role)
                 got: int | str = OK if r.is_success or (r.status_code == 409 and want == OK) else r.status_code
