@@ -59,10 +59,48 @@ def same(a: object, b: object) -> bool:
     return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
 
 
-def digest(items: Items) -> str:
-    """A digest of the registry's content, to tell whether a file's registry changed."""
-    return hashlib.sha256(orjson.dumps({s: items.get(s, []) for s in SECTIONS},
-                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _canonical(item: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(items: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """A digest of a registry's content (equal registries, equal digests; ``1`` and ``1.0`` differ)."""
+    h = hashlib.sha256()
+    for section in SECTIONS:
+        h.update(f"[{section}]".encode())
+        for item in items.get(section, []):
+            points = item.get("points") if section == "devices" else None
+            h.update(_canonical({k: v for k, v in item.items() if k != "points"} if points is not None else item))
+            for p in points or ():
+                h.update(b"\x00" + _canonical(p))
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+def config_digest(cfg: Config) -> str:
+    """:func:`digest` of ``items_of(cfg)``, without making them: a point table shared by many devices
+    (the configuration shares equal points) is dumped once."""
+    h = hashlib.sha256()
+    memo: dict[int, bytes] = {}
+    for section in SECTIONS:
+        h.update(f"[{section}]".encode())
+        for model in getattr(cfg, section):
+            if section != "devices":
+                h.update(_canonical(_dump(model)) + b"\n")
+                continue
+            points = cfg.device_points(model)
+            item = _dump(model)
+            item.pop("points", None)
+            h.update(_canonical(item))
+            for p in points:
+                if id(p) not in memo:
+                    d = _dump(p)
+                    d.pop("enterprise", None)
+                    d.pop("device", None)
+                    memo[id(p)] = _canonical(d)
+                h.update(b"\x00" + memo[id(p)])
+            h.update(b"\n")
+    return h.hexdigest()
 
 
 def compose(base: Config, items: Mapping[str, Sequence[Mapping[str, Any]]]) -> Config:

@@ -24,7 +24,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.errors import ConfigError, GridgateError
 from gateway.register import edit, imports
-from gateway.register.document import SECTIONS, Items, compose, digest, items_of, key_of, same
+from gateway.register.document import SECTIONS, Items, compose, config_digest, digest, items_of, key_of
 from gateway.register.edit import Plan
 from gateway.register.store import Edit, RegisterStore, VersionConflict
 from gateway.registry import Change, Layout, Registry
@@ -44,7 +44,6 @@ class Opened:
     config: Config
     layout: Layout
     version: int
-    items: Items
     note: str
 
 
@@ -52,49 +51,60 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _live(cfg: Config) -> tuple[set[str], set[str]]:
+    """The ids of the devices and sensors in service."""
+    devices = {f"{d.enterprise}/{d.id}" for d in cfg.devices}
+    return devices, {f"{d.enterprise}/{d.id}/{p.key}" for d in cfg.devices for p in cfg.device_points(d)}
+
+
 def open_registry(store: RegisterStore, cfg: Config, *, take_file: bool = False) -> Opened:
     """The registry to start with: ``cfg``'s when the database is new (seeding it) or when the file
     changed and the database did not otherwise; the database's when it was changed otherwise.
-    ``take_file``: take the file's registry whatever was changed otherwise (an audited change)."""
-    wanted = items_of(cfg)
-    file_digest = digest(wanted)
+    ``take_file``: take the file's registry whatever was changed otherwise (an audited change).
+
+    The common start (the database holds what the file says) compares digests only: the file's
+    validated configuration is used as it is, and nothing of the registry is copied."""
+    file_digest = config_digest(cfg)
     if store.version == 0:
+        wanted = items_of(cfg)
         layout = Layout()
         layout.assign(cfg)
         edits = [Edit(s, key_of(s, it), "create", None, it) for s in SECTIONS for it in wanted[s]]
         version = store.commit(edits, layout, layout.devices, FILE, _now_ms(), "seeded from the configuration file",
-                               from_file=file_digest)
-        return Opened(cfg, layout, version, wanted, "seeded from the configuration file")
-    items = store.items()
-    layout = store.layout()
+                               from_file=file_digest, items_digest=file_digest)
+        return Opened(cfg, layout, version, "seeded from the configuration file")
     if store.file_digest != file_digest and (take_file or not store.edited_since_file):
-        plan = edit.take_file(items, wanted)
+        items = store.items()
+        plan = edit.take_file(items, items_of(cfg))
+        layout = store.layout(_live(cfg))
         layout.assign(cfg)
         devices = {e.key for e in plan.edits if e.section == "devices"}
         version = store.commit(plan.edits, layout, devices, FILE, _now_ms(), "the configuration file changed",
-                               from_file=file_digest)
-        return Opened(cfg, layout, version, wanted, f"took the configuration file's registry ({len(plan.edits)} "
-                                                    "changes)")
+                               from_file=file_digest, items_digest=file_digest)
+        return Opened(cfg, layout, version, f"took the configuration file's registry ({len(plan.edits)} changes)")
     note = "the registry database"
     if store.file_digest != file_digest:
         note = ("the registry database: the configuration file's registry changed too, but the registry was "
                 "also changed through the API or an import since the file was last taken, so the file's "
                 "changes are NOT applied; `gridgate registry take-file -c FILE` takes the file's registry")
         log.warning("%s", note)
-    if same(items, wanted):
-        return Opened(cfg, layout, store.version, items, note)
-    built = compose(cfg, items)
+    built = cfg
+    if store.items_digest != file_digest:
+        items = store.items()
+        if digest(items) != file_digest:
+            built = compose(cfg, items)
+    layout = store.layout(_live(built))
     layout.assign(built)
-    return Opened(built, layout, store.version, items, note)
+    return Opened(built, layout, store.version, note)
 
 
 class RegisterService:
     """Serialised, validated, audited and applied changes of the registry."""
 
-    def __init__(self, store: RegisterStore, registry: Registry, items: Items) -> None:
+    def __init__(self, store: RegisterStore, registry: Registry) -> None:
         self.store = store
         self.registry = registry
-        self.items = items
+        self._items: Items | None = None  # read from the database when first needed
         self.retired: dict[str, set[str]] = {s: {key_of(s, b) for b, _ in store.retired(s)} for s in SECTIONS}
         self._lock = asyncio.Lock()
         self.changes = 0
@@ -103,15 +113,27 @@ class RegisterService:
     def version(self) -> int:
         return self.registry.version
 
+    @property
+    def items(self) -> Items:
+        """The items in service, per section (read from the database once, then kept up to date)."""
+        if self._items is None:
+            self._items = self.store.items()
+        return self._items
+
     def get(self, section: str, key: str) -> tuple[dict[str, Any], int | None] | None:
         """An item with when it was retired (None: in service)."""
         return self.store.item(section, key)
+
+    async def _loaded(self) -> Items:
+        if self._items is None:
+            self._items = await asyncio.to_thread(self.store.items)
+        return self._items
 
     async def preview(self, planner: Callable[[Items, dict[str, set[str]]], Plan],
                       check: Callable[[Plan], None] | None = None) -> Plan:
         """What a change would do, validated, without doing it (a dry run)."""
         async with self._lock:
-            plan = planner(self.items, self.retired)
+            plan = planner(await self._loaded(), self.retired)
             if check is not None:
                 check(plan)
             if plan.edits:
@@ -124,7 +146,7 @@ class RegisterService:
         actor's scope), validate, commit and apply it. Raises :class:`~gateway.errors.ConfigError`
         (invalid) or :class:`~gateway.register.edit.EditRefused`; a plan without edits changes nothing."""
         async with self._lock:
-            plan = planner(self.items, self.retired)
+            plan = planner(await self._loaded(), self.retired)
             if check is not None:
                 check(plan)
             if not plan.edits:
@@ -135,11 +157,11 @@ class RegisterService:
             devices = {e.key for e in plan.edits if e.section == "devices"}
             try:
                 version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(),
-                                                  note, expect=self.registry.version)
+                                                  note, expect=self.registry.version, items_digest=digest(plan.items))
             except VersionConflict:
                 await self._reload()  # another process (gridgate import) changed it: take that, then refuse
                 raise
-            self.items = plan.items
+            self._items = plan.items
             for e in plan.edits:
                 if e.action == "retire":
                     self.retired[e.section].add(e.key)
@@ -156,7 +178,7 @@ class RegisterService:
                                check: Callable[[Plan], None] | None = None) -> imports.ImportResult:
         """Import registers (CSV or .xlsx; ``(bytes, filename)``) as one change, all or nothing;
         :class:`~gateway.register.tabular.TableError` with every problem at its file, row and column."""
-        registers = await asyncio.to_thread(imports.read, files, self.items)
+        registers = await asyncio.to_thread(imports.read, files, await self._loaded())
         planner = imports.planner(registers)
         names = ", ".join(name for _, name in files)[:200]
         try:
@@ -180,15 +202,15 @@ class RegisterService:
                         if getattr(cfg, name) != getattr(now, name)]
             if restart:
                 raise ReloadRefused(f"{', '.join(restart)} changed, which needs a restart; nothing was applied")
-            wanted = items_of(cfg)
-            file_digest = digest(wanted)
+            file_digest = config_digest(cfg)
             file_changed = self.store.file_digest != file_digest
             if file_changed and self.store.edited_since_file:
                 raise ReloadRefused("the file's registry changed, but the registry was also changed through the API "
                                     "or an import since the file was last taken; nothing was applied "
                                     "(`gridgate registry take-file` takes the file's registry)")
             base = now.model_copy(update={"alarms": cfg.alarms})
-            plan = edit.take_file(self.items, wanted) if file_changed else Plan(self.items)
+            items = await self._loaded()
+            plan = edit.take_file(items, items_of(cfg)) if file_changed else Plan(items)
             built = await asyncio.to_thread(compose, base, plan.items) if plan.edits else base
             version = self.registry.version
             if file_changed:
@@ -197,8 +219,8 @@ class RegisterService:
                 devices = {e.key for e in plan.edits if e.section == "devices"}
                 version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, FILE, _now_ms(),
                                                   "the configuration file was reloaded", from_file=file_digest,
-                                                  expect=self.registry.version)
-                self.items = plan.items
+                                                  expect=self.registry.version, items_digest=digest(plan.items))
+                self._items = plan.items
                 for e in plan.edits:
                     if e.action == "retire":
                         self.retired[e.section].add(e.key)
@@ -217,12 +239,12 @@ class RegisterService:
         if version == self.registry.version:
             return None
         items = await asyncio.to_thread(self.store.items)
-        layout = await asyncio.to_thread(self.store.layout)
         cfg = await asyncio.to_thread(compose, self.registry.config, items)
+        layout = await asyncio.to_thread(self.store.layout, _live(cfg))
         layout.assign(cfg)
         last = await asyncio.to_thread(self.store.audit, None, None, 1)
         actor = last[0]["actor"] if last else FILE
-        self.items = items
+        self._items = items
         self.retired = {s: {key_of(s, b) for b, _ in self.store.retired(s)} for s in SECTIONS}
         self.registry.layout = layout
         log.info("registry version %d from registry.db (by %s)", version, actor)
@@ -248,4 +270,4 @@ def open_service(data_dir: Path, cfg: Config, *, take_file: bool = False) -> tup
     store = RegisterStore(data_dir / "registry.db")
     opened = open_registry(store, cfg, take_file=take_file)
     registry = Registry(opened.config, opened.layout, opened.version)
-    return RegisterService(store, registry, opened.items), registry, opened.note
+    return RegisterService(store, registry), registry, opened.note

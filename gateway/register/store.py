@@ -92,6 +92,12 @@ class RegisterStore:
             return self._meta("file_digest")
 
     @property
+    def items_digest(self) -> str | None:
+        """The digest of the items in service (:func:`gateway.register.document.digest`)."""
+        with self._lock:
+            return self._meta("items_digest")
+
+    @property
     def edited_since_file(self) -> bool:
         """Whether a change other than taking the file was made since the file was last taken."""
         with self._lock:
@@ -119,20 +125,27 @@ class RegisterStore:
                                     " ORDER BY pos", (section,)).fetchall()
         return [(orjson.loads(b), int(at)) for b, at in rows]
 
-    def layout(self) -> Layout:
-        """The numbers of every sensor and device ever registered, with what they last were."""
+    def layout(self, live: tuple[set[str], set[str]] = (set(), set())) -> Layout:
+        """The numbers of every sensor and device ever registered, with what they last were; for the
+        ``live`` devices and sensors (ids) only the numbers: :meth:`Layout.assign` of the
+        configuration in service fills in what they are (and no second copy of them is made)."""
         layout = Layout()
+        skip, skip_sensors = live
+        memo: dict = {}  # equal points of retired devices share one object, as in a configuration
         with self._lock:
             for idx, did, body in self._db.execute("SELECT idx, device_id, body FROM devices ORDER BY idx"):
                 layout.devices[did] = int(idx)
-                layout.device_configs[did] = _DEVICE.validate_python(orjson.loads(body), context={"points": {}})
+                if did not in skip:
+                    layout.device_configs[did] = _DEVICE.validate_python(orjson.loads(body), context={"points": memo})
             for idx, sid, point in self._db.execute("SELECT idx, sensor_id, point FROM sensors ORDER BY idx"):
                 layout.sensors[sid] = int(idx)
-                layout.points[sid] = Point.model_validate(orjson.loads(point), context={"points": {}})
+                if sid not in skip_sensors:
+                    layout.points[sid] = Point.model_validate(orjson.loads(point), context={"points": memo})
         return layout
 
     def commit(self, edits: Sequence[Edit], layout: Layout, devices: Iterable[str], actor: str, now_ms: int,
-               note: str = "", *, from_file: str | None = None, expect: int | None = None) -> int:
+               note: str = "", *, from_file: str | None = None, expect: int | None = None,
+               items_digest: str | None = None) -> int:
         """Write ``edits`` with the numbers of ``devices`` (and their sensors) from ``layout``, audited,
         as one transaction; return the new version. ``from_file``: the change takes the configuration
         file's registry, whose digest this is. ``expect``: the version the change was planned on;
@@ -167,6 +180,10 @@ class RegisterStore:
                                [(idx, sid, layout.points[sid].model_dump_json(by_alias=True, exclude_unset=True))
                                 for sid, idx in layout.sensors.items() if sid.rpartition("/")[0] in touched])
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)", (str(version),))
+                if items_digest is not None:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('items_digest', ?)", (items_digest,))
+                else:  # not known: the next start compares the items themselves
+                    db.execute("DELETE FROM meta WHERE key = 'items_digest'")
                 if from_file is not None:
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('file_digest', ?)", (from_file,))
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('edited', '0')")

@@ -114,10 +114,14 @@ def live(tmp_path: Path):
 
 
 def test_registry_changes_apply_live_on_the_same_connections(live):
+    server = live[0]
+    with server.client("admin") as admin, stream(server, "zhang") as zhang, stream(server, "wang") as wang:
+        walk(live, admin, zhang, wang)
+
+
+def walk(live: tuple, admin: Any, zhang: ClientConnection, wang: ClientConnection) -> None:
     server, config, new_device = live
     gw = server.gw
-    admin = server.client("admin")
-    zhang, wang = stream(server, "zhang"), stream(server, "wang")
 
     # before any change: wang's stream carries shimen's alarm
     server.submit({"shimen/gas/ch4": 30.0})
@@ -170,8 +174,12 @@ def test_registry_changes_apply_live_on_the_same_connections(live):
     closed = events_until(wang, lambda e: e["type"] == "closed" and e["alarm"]["sensor_id"] == f"{NEW}/o2")
     assert any("retired from the registry by admin" in (e["note"] or "") for e in closed)
     wait_for(lambda: NEW not in gw.collectors["modbus"].tasks_running(), timeout=3, what="the poller to stop")
-    time.sleep(0.5)  # the last poll's readings reach the store
-    count = len(stored(server, f"{NEW}/ch4"))
+    def settled() -> int | None:  # the last poll's readings reach the store: two counts 0.6 s apart agree
+        before = len(stored(server, f"{NEW}/ch4"))
+        time.sleep(0.6)
+        return before if len(stored(server, f"{NEW}/ch4")) == before else None
+
+    count = wait_for(settled, timeout=6, what="the retired device's readings to stop")
     time.sleep(1.2)  # more than two intervals
     assert len(stored(server, f"{NEW}/ch4")) == count
     assert not [a for a in gw.book.open_alarms() if a.enterprise == "hengyuan"]
@@ -195,9 +203,6 @@ def test_registry_changes_apply_live_on_the_same_connections(live):
     assert move["old"]["grid"] == G1 and move["new"]["grid"] == G2 and move["at"] > 0
     assert [t["version"] for t in trail if t["actor"] == "admin"] == [version0 + 5, version0 + 4, version0 + 3,
                                                                        version0 + 2, version0 + 1]
-    zhang.close()
-    wang.close()
-    admin.close()
 
 
 def test_a_restart_keeps_the_registry_and_its_numbers(tmp_path: Path):
