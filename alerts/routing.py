@@ -18,7 +18,7 @@ def recipients_of(registry: Registry, enterprise: str, at_ms: int | None = None)
 
     A gateway's own (system) alarm has no enterprise and goes to no officer: admins see it.
     """
-    if not enterprise:
+    if not enterprise or enterprise not in registry.enterprises:  # none, or retired from the registry
         return ()
     officers = registry.officers_of(enterprise)
     if at_ms is None:
@@ -31,9 +31,10 @@ def escalation_recipients(registry: Registry, enterprise: str, step: int, grid: 
     (an officer id); 2, the enterprise's lead department (``department:<id>``). Empty when the grid
     has no responsible person configured: the next step still follows on time. A grid's own alarm
     (no ``enterprise``, its ``grid`` given: a public report of a place, a flood) has step 1 only."""
+    known = enterprise in registry.enterprises  # not retired
     if step == 1:
-        g = registry.grid_of(enterprise) if enterprise else registry.grids.get(grid)
+        g = registry.grid_of(enterprise) if known else registry.grids.get(grid)
         return (g.responsible,) if g is not None and g.responsible else ()
-    if step == 2 and enterprise:
+    if step == 2 and known:
         return (f"department:{registry.enterprises[enterprise].lead_department}",)
     return ()

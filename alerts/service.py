@@ -79,8 +79,9 @@ class AlarmService:
         retired_sensors = [registry.sensors[i].sensor_id for i in change.retired_sensors]
         retired_devices = [registry.layout.devices[d] for d in change.retired_devices]
         events: list[AlarmEvent] = []
-        if retired_sensors or change.retired_devices:
-            events += self.book.retire(retired_sensors, change.retired_devices, retired_devices, change.actor, now_ms)
+        if retired_sensors or change.retired_devices or change.retired_enterprises:
+            events += self.book.retire(retired_sensors, change.retired_devices, retired_devices, change.actor, now_ms,
+                                       change.retired_enterprises)
         for enterprise, (old, new) in change.moved.items():
             events += self.book.move(enterprise, old, new, change.actor, now_ms)
         self.dispatch(events)

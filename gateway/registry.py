@@ -17,6 +17,7 @@ the event loop with the :class:`Change`, in the order they subscribed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ from gateway.config import (
 )
 from gateway.duty import DutyRoster
 from gateway.errors import RegistryError, UnknownSensor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class Change:
     changed_devices: frozenset[str] = frozenset()  # its settings or points differ
     retired_devices: frozenset[str] = frozenset()
     retired_sensors: frozenset[int] = frozenset()
+    retired_enterprises: frozenset[str] = frozenset()
     moved: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # enterprise -> (old grid, new grid)
     actor: str = "gateway"
 
@@ -206,12 +210,16 @@ class Registry:
             changed_devices=changed,
             retired_devices=frozenset(old_devices.keys() - now_devices.keys()),
             retired_sensors=frozenset(old_sensors - set(self._sensor_by_id.values())),
+            retired_enterprises=frozenset(old_grids.keys() - self.enterprises.keys()),
             moved={e: (g, self.enterprises[e].grid) for e, g in old_grids.items()
                    if e in self.enterprises and self.enterprises[e].grid != g},
             actor=actor,
         )
         for listener in list(self.listeners):
-            listener(self, change)
+            try:
+                listener(self, change)
+            except Exception:  # the change is committed and in force: one failing follower must not stop the others
+                log.exception("registry version %d: %r could not follow the change", version, listener)
         return change
 
     def subscribe(self, listener: Listener) -> None:

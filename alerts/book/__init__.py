@@ -113,10 +113,10 @@ class AlarmBook:
         return self._conditions.flood(grid, active, ts_ms, count, reason)
 
     def retire(self, sensor_ids: Iterable[str], device_ids: Iterable[str], device_indexes: Iterable[int],
-               actor: str, now_ms: int) -> list[AlarmEvent]:
-        """End and close the open alarms of sensors and devices retired from the registry."""
+               actor: str, now_ms: int, enterprises: Iterable[str] = ()) -> list[AlarmEvent]:
+        """End and close the open alarms of sensors, devices and enterprises retired from the registry."""
         return reorganise.retire(self._store, self._conditions, sensor_ids, device_ids, device_indexes, actor,
-                                 now_ms)
+                                 now_ms, enterprises)
 
     def move(self, enterprise: str, old_grid: str, new_grid: str, actor: str, now_ms: int) -> list[AlarmEvent]:
         """The open alarms of an enterprise moved to another grid follow it."""

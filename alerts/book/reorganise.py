@@ -18,18 +18,23 @@ from alerts.model import CLOSED, NORMAL, AlarmEvent
 
 
 def retire(store: BookStore, conditions: Conditions, sensor_ids: Iterable[str], device_ids: Iterable[str],
-           device_indexes: Iterable[int], actor: str, now_ms: int) -> list[AlarmEvent]:
-    """End and close every open alarm of the retired sensors and devices (their own communication,
-    maintenance and point alarms); forget their suppression, maintenance and offline state."""
-    sensors, devices = set(sensor_ids), set(device_ids)
-    ids = sorted({alarm_id for (sid, _), alarm_id in store.open.items()
-                  if sid in sensors or sid in devices or sid.rpartition("/")[0] in devices})
+           device_indexes: Iterable[int], actor: str, now_ms: int,
+           enterprises: Iterable[str] = ()) -> list[AlarmEvent]:
+    """End and close every open alarm of the retired sensors, devices (their own communication,
+    maintenance and point alarms) and enterprises (public reports about them too); forget their
+    suppression, maintenance and offline state."""
+    sensors, devices, gone_enterprises = set(sensor_ids), set(device_ids), set(enterprises)
+    ids = {alarm_id for (sid, _), alarm_id in store.open.items()
+           if sid in sensors or sid in devices or sid.rpartition("/")[0] in devices}
+    for ent in gone_enterprises:
+        ids |= {r[0] for r in store.db.execute("SELECT id FROM alarms WHERE enterprise = ? AND case_state != ?",
+                                               (ent, CLOSED))}
     out: list[AlarmEvent] = []
     with store.tx():
-        for alarm_id in ids:
+        for alarm_id in sorted(ids):
             alarm = store.get(alarm_id)
-            what = "device" if alarm.sensor_id in devices or alarm.device and (
-                f"{alarm.enterprise}/{alarm.device}" in devices) else "sensor"
+            what = "enterprise" if alarm.enterprise in gone_enterprises else "device" if (
+                alarm.sensor_id in devices or f"{alarm.enterprise}/{alarm.device}" in devices) else "sensor"
             store.db.execute(
                 "UPDATE alarms SET in_alarm = 0, cleared_at = COALESCE(cleared_at, ?), state = ?, case_state = ?,"
                 " closed_at = ?, closed_by = ?, updated_at = ? WHERE id = ?",

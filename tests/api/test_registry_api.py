@@ -100,12 +100,22 @@ def test_retiring_what_others_name_is_refused_and_ids_are_never_reused(server: A
     assert "grid '43090400100101' does not exist" in r.json()["detail"][0]["message"]
     r = admin.delete("/registry/officers/li")
     assert r.status_code == 422 and r.json()["detail"][0]["path"] == "grids[2] (43090400100101).officers[0]"
-    # an enterprise retires with its devices; both stay readable, their ids stay taken
+    # an enterprise retires with its devices; both stay readable, their ids stay taken; every open
+    # alarm about it ends and closes, a public report about it too
+    server.raise_alarm("far/gas/ch4")
+    assert httpx.post(f"{server.base}/reports", json={"enterprise": "far", "text": "气味很大"}).status_code == 201
+    assert {a.kind for a in server.gw.book.open_alarms() if a.enterprise == "far"} == {"process", "report"}
     r = admin.delete("/registry/enterprises/far")
     assert r.status_code == 200
     assert [(c["action"], c["section"], c["key"]) for c in r.json()["changed"]] == [
         ("retire", "enterprises", "far"), ("retire", "devices", "far/gas")]
     assert "far" not in server.gw.registry.enterprises
+    assert not [a for a in server.gw.book.open_alarms() if a.enterprise == "far"]
+    closed = admin.get("/alarms", params={"enterprise": "hengyuan"})  # (far is gone from the scope filters)
+    assert closed.status_code == 200
+    history = [e for e in server.gw.book.events_since(0, None, 10_000) if e.alarm.enterprise == "far"]
+    assert [e.type for e in history[-2:]] == ["closed", "closed"]
+    assert all("the enterprise was retired from the registry by admin" in e.note for e in history[-2:])
     assert admin.get("/registry/enterprises/far").headers["X-Retired-At"]
     listing = admin.get("/registry/enterprises", params={"retired": "true"}).json()
     assert [x["item"]["id"] for x in listing["retired"]] == ["far"]
