@@ -13,6 +13,10 @@
     │   └── SinkUnavailable         retryable: the sink is down, busy or misconfigured; keep the data
     ├── AlarmError                  an alarm action that the lifecycle refuses
     │   └── UnknownAlarm
+    ├── (gateway/register) EditRefused     a registry change refused before validation (its HTTP `status`)
+    │                      VersionConflict the registry database moved on since the change was planned (409)
+    │                      ReloadRefused   a configuration reload that cannot be applied completely
+    │                      TableError      a register file's problems, by row and column (422)
     └── AccountError                a login account change the rules refuse (409)
         ├── UnknownAccount          a username that does not exist (or is outside the caller's area)
         ├── InvalidAccount          an account that names something the registry lacks (422)

@@ -201,3 +201,17 @@ def test_a_large_import_needs_credentials(server: ApiServer, clients):
     assert r.status_code == 413
     r = clients("admin").post("/registry/import", params={"filename": "e.csv", "dry_run": "true"}, content=body)
     assert r.status_code == 200 and r.json()["created"] == {"enterprises": 3000}
+
+
+def test_an_officer_put_in_a_grid_gets_its_open_alarms(server: ApiServer, clients):
+    alarm = server.raise_alarm("hengyuan/gas/ch4")
+
+    def ids(user: str) -> set[int]:
+        return {a["id"] for a in clients(user).get("/alarms").json()}
+
+    assert alarm["id"] in ids("zhang") and alarm["id"] not in ids("wang")
+    r = clients("admin").patch(f"/registry/grids/{G1}", json={"officers": ["wang"]})
+    assert r.status_code == 200, r.text
+    assert alarm["id"] in ids("wang") and alarm["id"] not in ids("zhang")
+    assert clients("zhang").get(f"/alarms/{alarm['id']}").status_code == 404
+    assert clients("wang").post(f"/alarms/{alarm['id']}/ack", json={"note": "on my way"}).status_code == 200
