@@ -57,7 +57,7 @@ def _settings(gateway: GatewayView, info: DeviceInfo) -> dict[str, Any]:
     example = {"ts": gateway.clock.now_ns() // 1_000_000, "values": {p.key: 0.0 for p in points[:3]}}
     return {"protocol": "mqtt", "broker": mqtt.url, "telemetry_topic": f"{base}/telemetry",
             "status_topic": f"{base}/status", "errors_topic": f"{base}/errors", "qos": 1,
-            "login": info.enterprise,
+            "login": f"ent.{info.enterprise}",  # gridgate mqtt-auth's login of the enterprise
             "password": "from the gateway's administrator (gridgate mqtt-auth writes one per enterprise)",
             "points": [p.key for p in points], "payload_example": example}
 

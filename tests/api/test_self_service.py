@@ -36,7 +36,7 @@ def test_an_enterprise_connects_its_own_device(tmp_path: Path, mosquitto: Mosqui
         assert view["state"] == "never" and view["refused"] == {}
         assert view["settings"]["telemetry_topic"] == "gridgate/v1/shimen/kiln/telemetry"
         assert view["settings"]["errors_topic"] == "gridgate/v1/shimen/kiln/errors"
-        assert view["settings"]["login"] == "shimen" and view["settings"]["points"] == ["t"]
+        assert view["settings"]["login"] == "ent.shimen" and view["settings"]["points"] == ["t"]
 
         wait_for(lambda: server.gw.collectors["mqtt"].subscribed, what="the MQTT collector subscribed")
         publish(mosquitto.port, "gridgate/v1/shimen/kiln/telemetry", b'{"values": {"temp": 21.5}}')

@@ -304,3 +304,25 @@ def test_an_officer_reads_only_their_own_alarm_topics(guarded) -> None:
             c.close()
 
     asyncio.run(main())
+
+
+def test_logins_follow_the_registry_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An enterprise added through the API (the registry database) gets its broker login too."""
+    import asyncio
+
+    from gateway.config import load_config
+    from gateway.register import edit
+    from gateway.register.service import open_service
+
+    cfg_file, out, data = tmp_path / "g.toml", tmp_path / "auth", tmp_path / "data"
+    cfg_file.write_text(f'[gateway]\ndata_dir = "{data}"\n' + CONFIG_TOML)
+    data.mkdir()
+    service, registry, _ = open_service(data, load_config(cfg_file))
+    new = {"id": "e3", "name": "新企业", "grid": registry.config.grids[0].id,
+           "lead_department": registry.config.departments[0].id}
+    asyncio.run(service.change(lambda items, retired: edit.put(items, "enterprises", "e3", new, set()), "admin"))
+    service.store.close()
+    assert main(["mqtt-auth", "-c", str(cfg_file), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert "ent.e3:" in (out / "passwd").read_text() and "topic write gridgate/v1/e3/+/telemetry" in (
+        out / "acl").read_text()
