@@ -130,9 +130,12 @@ class Detector:
         self.last_ts = np.zeros(n, dtype=np.int64)
         self.last_quality = np.zeros(n, dtype=np.uint8)
         devices = registry.devices
-        self.stale_after = np.array(
-            [int((d.config.stale_after or 0) * 1e9) for d in devices], dtype=np.int64
+        self.stale_after = np.array(  # a retired device is never stale: nothing is expected of it
+            [0 if d.retired else int((d.config.stale_after or 0) * 1e9) for d in devices], dtype=np.int64
         )
+        # readings of a retired sensor (still in flight when it was retired) are stored, not evaluated
+        self.retired = np.array([s.retired for s in sensors], dtype=bool)
+        self._any_retired = bool(self.retired.any())
         self.device_last_seen = np.zeros(len(devices), dtype=np.int64)
         self.device_stale = np.zeros(len(devices), dtype=bool)
         self.evaluated = 0
@@ -158,6 +161,8 @@ class Detector:
 
     def evaluate(self, batch: ReadingBatch) -> Transitions:
         """Evaluate a batch; readings of one sensor are taken in the order they appear."""
+        if self._any_retired:
+            batch = batch.take(~self.retired[batch.sensor])
         if len(batch) == 0:
             return Transitions.concat([])
         sensor = batch.sensor
