@@ -1,7 +1,9 @@
 """The app factory: ``create_app(gateway)`` builds the FastAPI app serving one running gateway.
 
 Routers live in :mod:`api.routes`, one per resource, under ``/api/v1``; the console page is at
-``/`` and ``/console``. The gateway is put on ``app.state`` (nothing is created at import time).
+``/`` and ``/console``, its files under ``/static/``, the API explorer at ``/api/v1/docs`` (assets
+from the ``fastapi-offline`` package, no CDN). The gateway is put on ``app.state`` (nothing is
+created at import time).
 gridgate's own errors are answered as ``{"detail": ...}``: an unknown alarm, sensor, registry id or
 login (or one outside the caller's scope) is 404, an alarm action the lifecycle refuses is 409, a
 store that cannot answer is 503; for accounts, a bad or revoked token or a failed login is 401
@@ -22,6 +24,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.cursor import EventCursor
 from api.deps import GatewayView
@@ -35,6 +38,7 @@ from api.routes import (
     health,
     live,
     me,
+    metrics,
     registry,
     reports,
     sensors,
@@ -152,7 +156,11 @@ def create_app(gateway: GatewayView) -> FastAPI:
     api = gateway.config.api
     app.add_middleware(RequestGuard, max_body=api.max_body, trusted_proxies=api.trusted_proxies, refused=refused,
                        larger={f"{API_PREFIX}/registry/import": api.max_import})
-    for module in (auth, me, users, alarms, sensors, health, live, reports, stats, devices, connection, registry):
+    for module in (auth, me, users, alarms, sensors, health, metrics, live, reports, stats, devices, connection,
+                   registry):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
+    # the console's scripts, styles and icon; Swagger UI's assets for /api/v1/docs, from their package
+    app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")
+    app.mount(console.DOCS_ASSETS, StaticFiles(directory=console.docs_assets()), name="docs-assets")
     return app
