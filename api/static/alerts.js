@@ -50,10 +50,12 @@ export function announce(ev) {
   if (settings.sound) { beep(); counts.beeps = String(Number(counts.beeps ?? 0) + 1); }
   if (settings.notify && "Notification" in window && Notification.permission === "granted") {
     const label = sensorLabel(a.sensor_id);
-    const n = new Notification(t("notify.title", { level: levelWord(a.level), ent: enterpriseName(a.enterprise) }), {
-      body: `${label.device} ${label.point} ${a.value ?? ""} ${a.unit ?? ""}`.trim(), tag: `alarm-${a.id}`,
-      icon: "/static/icon.svg", renotify: true });
-    n.onclick = () => { window.focus(); location.hash = `#/alarm/${a.id}`; };
-    counts.notified = String(Number(counts.notified ?? 0) + 1);
+    try {
+      const n = new Notification(t("notify.title", { level: levelWord(a.level), ent: enterpriseName(a.enterprise) }), {
+        body: `${label.device} ${label.point} ${a.value ?? ""} ${a.unit ?? ""}`.trim(), tag: `alarm-${a.id}`,
+        icon: "/static/icon.svg", renotify: true });
+      n.onclick = () => { window.focus(); location.hash = `#/alarm/${a.id}`; };
+      counts.notified = String(Number(counts.notified ?? 0) + 1);
+    } catch { /* a browser that allows notifications only from a service worker: the beep is still there */ }
   }
 }

@@ -127,6 +127,7 @@ export function enterpriseView(root, entId) {
     drawTiles();
     try {
       const r = await api(`/sensors/${chosen}/readings?${q}`);
+      Object.assign(chartBox.dataset, { sensor: chosen, start: Math.round(start), end: Math.round(end) });
       chartBox.replaceChildren(trendChart({
         points: r.points, limits: limitsOf(chosen), start, end, unit: r.unit, height: 240,
         width: Math.min(1100, chartBox.clientWidth || 340),
