@@ -303,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="steady", help="what the devices play")
     parser.add_argument("--device", action="append", metavar="ENT/DEV",
                         help="play the scenario on this device only (repeatable; others stay steady)")
-    parser.add_argument("--seed", type=int, default=1, help="noise seed")
+    parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
     parser.add_argument("--for", dest="duration", type=float, metavar="SECONDS",
                         help="stop after this many seconds (default: run until interrupted)")
     parser.add_argument("--bind", metavar="HOST", help="listen on HOST instead of each device's host")

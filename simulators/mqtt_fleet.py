@@ -281,16 +281,16 @@ def publish_load(url: str, prefix: str, enterprise: str, device: str, points: Se
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``gridgate sim mqtt``."""
     parser.add_argument("-c", "--config", required=True, help="gridgate.toml with the MQTT devices")
-    parser.add_argument("--scenario", default="steady", choices=SCENARIOS)
+    parser.add_argument("--scenario", default="steady", choices=SCENARIOS, help="what the devices play")
     parser.add_argument("--device", action="append", default=[], metavar="ENT/DEV",
                         help="only this device (repeatable; default: every MQTT device)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="noise seed (default 1)")
     parser.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this long (default: run until interrupted)")
     parser.add_argument("--url", default=None, help="broker url (default: [mqtt] url of the config)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between messages")
-    parser.add_argument("--username", default=None)
-    parser.add_argument("--password", default=None)
+    parser.add_argument("--username", default=None, help="broker login (default: none)")
+    parser.add_argument("--password", default=None, help="broker password (default: none)")
 
 
 async def run_cli(args: argparse.Namespace) -> None:

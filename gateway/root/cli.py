@@ -173,12 +173,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; the options of ``sim``, ``bench`` and ``export`` are only built (and their modules,
     with pymodbus, paho and numpy, only imported) when ``command`` is that one or None (all)."""
     p = argparse.ArgumentParser(prog="gridgate", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging, HTTP client requests included")
     p.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="validate a configuration file and print every problem")
-    c.add_argument("-c", "--config", required=True)
+    c.add_argument("-c", "--config", required=True, help="the configuration file to check (TOML)")
     c.set_defaults(func=_check)
 
     h = sub.add_parser("hash-password", help="read a password (stdin or prompt), print its argon2 hash")
@@ -187,20 +188,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     m = sub.add_parser("mqtt-auth", help="Mosquitto password and ACL files: a login per enterprise, officer, "
                                          "department and the gateway")
-    m.add_argument("-c", "--config", required=True)
+    m.add_argument("-c", "--config", required=True, help="the gateway's configuration file (TOML)")
     m.add_argument("--out", required=True, help="folder for passwd, acl and credentials")
     m.add_argument("--rotate", nargs="*", metavar="LOGIN",
                    help="new passwords: for every login, or only for the logins named")
     m.set_defaults(func=_mqtt_auth)
 
     r = sub.add_parser("run", help="run the gateway from a configuration file")
-    r.add_argument("-c", "--config", required=True)
+    r.add_argument("-c", "--config", required=True, help="the gateway's configuration file (TOML)")
     r.add_argument("--data-dir", help="override [gateway] data_dir")
     r.set_defaults(func=_run)
 
     d = sub.add_parser("demo", help="a simulated district, an embedded broker, the gateway and the API")
     d.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--host", default="127.0.0.1", help="API address to listen on (default 127.0.0.1)")
     d.add_argument("--mqtt-url", help="use this broker instead of the embedded one")
     d.add_argument("--data-dir", help="keep the data here (default: a temporary folder)")
     d.add_argument("--for", dest="duration", type=float, help="stop after SECONDS, print a JSON summary")
@@ -242,7 +243,30 @@ def _export_arguments(e: argparse.ArgumentParser) -> None:
     from gateway.storage import export
 
     export.add_arguments(e)
-    e.set_defaults(func=lambda args: export.run(args, load_or_exit(args.config)))
+    e.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``gridgate export``; on a terminal, the readings written so far on a progress line (not when
+    the readings themselves go to that terminal: the line would be torn through them)."""
+    from gateway.root.progress import ClearingStream, CountingOutput, Progress, is_terminal
+    from gateway.storage import export
+
+    cfg = load_or_exit(args.config)
+    if not is_terminal(sys.stderr) or (args.output is None and is_terminal(sys.stdout)):
+        return export.run(args, cfg)
+    # export.run writes to standard output when it has no -o: hand it a counting stream there
+    with Progress("export", unit="readings") as progress:
+        skip = 1 if args.format == "csv" else 0  # the CSV header
+        out = CountingOutput(progress, path=args.output, out=None if args.output else sys.stdout, skip=skip)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(ClearingStream(sys.stderr, progress)):
+                code = export.run(argparse.Namespace(**{**vars(args), "output": None}), cfg)
+        except BaseException:
+            out.close(make=False)
+            raise
+        out.close(make=code == 0)  # an empty range still makes its empty file, as without the progress line
+    return code
 
 
 def _sim_arguments(s: argparse.ArgumentParser) -> None:
@@ -286,11 +310,18 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
     bk.set_defaults(func=_bench, bench_run=bench_soak.run)
 
 
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "influxdb_client", "urllib3")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # HTTP clients log every request at INFO (httpx's "HTTP Request: POST ..."): a benchmark or a
+    # soak would print thousands of lines; with -v they are back.
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     # pymodbus logs every failed connect and exception response; the collector logs state changes.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:

@@ -86,13 +86,13 @@ def write_line_protocol(out: TextIO, prefix: str, data: Iterator[tuple[int, floa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("--sensor", required=True, metavar="ENT/DEV/POINT")
+    p.add_argument("-c", "--config", required=True, help="the gateway's configuration file (TOML)")
+    p.add_argument("--sensor", required=True, metavar="ENT/DEV/POINT", help="the sensor: enterprise/device/point")
     p.add_argument("--start", default="0", help="ISO 8601 with an offset, or epoch ms (default: the beginning)")
     p.add_argument("--end", help="ISO 8601 with an offset, or epoch ms (default: now)")
     p.add_argument("--format", choices=("csv", "lp"), default="csv", help="csv or InfluxDB line protocol")
     p.add_argument("-o", "--output", help="write here instead of standard output")
-    p.add_argument("--data-dir", help="override [gateway] data_dir")
+    p.add_argument("--data-dir", help="override [gateway] data_dir (where readings.db is)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

@@ -25,6 +25,7 @@ from alerts.scope import EVERYTHING
 from alerts.stats import Period, alarm_stats, login_officers, officer_stats
 from gateway.batch import ReadingBatch
 from gateway.config import parse_config
+from gateway.root.progress import Progress
 from gateway.root.runtime import Gateway
 
 
@@ -51,7 +52,7 @@ def district(grids: int, points: int) -> dict[str, Any]:
     }
 
 
-async def _run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, data_dir: str, progress: Progress) -> dict[str, Any]:
     gw = Gateway(parse_config(district(args.grids, args.points)), data_dir=data_dir, collectors=False)
     runner = asyncio.create_task(gw.run())
     await gw.started.wait()
@@ -64,7 +65,9 @@ async def _run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     with gw.hub.subscribe(None) as sub:
         t0 = time.perf_counter()
         base = time.time_ns()
+        progress.phase("bench alarms", args.rounds, "rounds")
         for r in range(args.rounds):
+            progress.show(r, f"{received:,} events received")
             change = rng.choice(n, size=max(1, int(n * args.share)), replace=False)
             high[change] = ~high[change]
             values = np.where(high[change], 30.0, 5.0)
@@ -114,7 +117,8 @@ async def _run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gridgate-bench-alarms-") as tmp:
-        result = asyncio.run(_run(args, tmp))
+        with Progress("bench alarms") as progress:
+            result = asyncio.run(_run(args, tmp, progress))
     if not args.json:
         print(f"bench alarms: {result['sensors']} sensors in {result['grids']} grids, {result['rounds']} rounds, "
               f"{args.share:.1%} of the sensors changing per round")

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.config import parse_config
 from gateway.ingest.intake import DeviceStatus, Intake
 from gateway.registry import Registry
+from gateway.root.progress import Progress
 from simulators.brokers import free_port
 from simulators.devices import minimal_config, modbus_device
 
@@ -68,7 +69,7 @@ def _serve(fault: Fault, ports: tuple[int, int], conn: Connection) -> None:
     conn.send(asyncio.run(main()))
 
 
-async def _poll(fault: Fault, ports: tuple[int, int], seconds: float) -> dict[str, Any]:
+async def _poll(fault: Fault, ports: tuple[int, int], seconds: float, progress: Progress) -> dict[str, Any]:
     from collectors.modbus import ModbusCollector
 
     devices = [modbus_device("acme", f"unit{u}", ports[0], POINTS, unit=u, interval=INTERVAL, timeout=TIMEOUT)
@@ -91,7 +92,8 @@ async def _poll(fault: Fault, ports: tuple[int, int], seconds: float) -> dict[st
             statuses.append(await intake.statuses.get())
 
     tasks = [asyncio.create_task(c) for c in (collector.run(), drain(), follow())]
-    await asyncio.sleep(seconds)
+    progress.phase(progress.what, seconds)  # the time from here: the devices took their own to start
+    await progress.asleep(seconds, lambda: f"{sum(stored.values()):,} readings stored")
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -110,7 +112,7 @@ async def _poll(fault: Fault, ports: tuple[int, int], seconds: float) -> dict[st
     return out
 
 
-def run_fault(fault: Fault, seconds: float) -> dict[str, Any]:
+def run_fault(fault: Fault, seconds: float, progress: Progress | None = None) -> dict[str, Any]:
     ports = (free_port(), free_port())
     ctx = mp.get_context("spawn")
     here, there = ctx.Pipe()
@@ -119,7 +121,7 @@ def run_fault(fault: Fault, seconds: float) -> dict[str, Any]:
     try:
         if not here.poll(30) or here.recv() != "ready":
             raise RuntimeError("the faulty device did not start")
-        result = asyncio.run(_poll(fault, ports, seconds))
+        result = asyncio.run(_poll(fault, ports, seconds, progress or Progress.silent()))
         here.send("stop")
         requests = here.recv() if here.poll(10) else {}
     finally:
@@ -131,13 +133,20 @@ def run_fault(fault: Fault, seconds: float) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     table = []
-    for fault in FAULTS:
-        r = run_fault(fault, args.seconds)
-        table.append(r)
-        if not args.json:
-            expected = args.seconds / INTERVAL
-            for name, d in r["devices"].items():
-                print(f"{r['fault']:45s} {name:9s} polls {d['polls']:3d}/{expected:.0f}  stored {d['stored']}  "
-                      f"read_errors {d['read_errors']}  offline {d['offline']}  errors {d['errors']}", flush=True)
+    with Progress("bench faults") as progress:
+        for i, fault in enumerate(FAULTS):
+            progress.phase(f"bench faults {i + 1}/{len(FAULTS)}: {fault.name}", args.seconds)
+            table.append(run_fault(fault, args.seconds, progress))
+            progress.clear()
+            if not args.json:
+                print_fault(table[-1], args.seconds)
     print(json.dumps({"seconds": args.seconds, "interval": INTERVAL, "timeout": TIMEOUT, "faults": table}))
     return 0
+
+
+def print_fault(r: dict[str, Any], seconds: float) -> None:
+    """One line per device of a fault's result."""
+    expected = seconds / INTERVAL
+    for name, d in r["devices"].items():
+        print(f"{r['fault']:45s} {name:9s} polls {d['polls']:3d}/{expected:.0f}  stored {d['stored']}  "
+              f"read_errors {d['read_errors']}  offline {d['offline']}  errors {d['errors']}", flush=True)

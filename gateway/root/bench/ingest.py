@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import parse_config
+from gateway.root.progress import Progress
 from gateway.root.runtime import Gateway
 from simulators.brokers import free_port, start_mosquitto, stop_process
 
@@ -26,7 +27,7 @@ from simulators.brokers import free_port, start_mosquitto, stop_process
 def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--messages", type=int, default=4000, help="messages to publish (default 4000)")
     p.add_argument("--readings", type=int, default=100, help="readings per message (default 100)")
-    p.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    p.add_argument("--qos", type=int, choices=(0, 1), default=1, help="MQTT QoS of the telemetry (default 1)")
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     p.add_argument("--no-raw", action="store_true",
                    help="skip the raw ceiling (a plain paho subscriber through the same broker)")
@@ -56,7 +57,8 @@ def bench_config(url: str, points: int, data_dir: str) -> dict[str, Any]:
     }
 
 
-async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid: int) -> dict[str, Any]:
+async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid: int,
+                  progress: Progress) -> dict[str, Any]:
     from gateway.root.bench.ingest_raw import publish_in_subprocess
 
     cfg = parse_config(bench_config(url, args.readings, data_dir))
@@ -78,7 +80,9 @@ async def _ingest(args: argparse.Namespace, url: str, data_dir: str, broker_pid:
             [f"t{i}" for i in range(args.readings)], args.messages, args.readings, args.qos)
         deadline = time.monotonic() + args.timeout
         behind: list[int] = []  # outbox batches committed but not yet evaluated, sampled every 10 ms
+        progress.phase("bench ingest: stored", expected, "readings")
         while (gw.stored < expected or gw.evaluated < expected) and time.monotonic() < deadline:
+            progress.show(gw.stored, f"evaluated {gw.evaluated:,}")
             behind.append(gw.storage.outbox.last_seq - gw.evaluation.cursor)
             await asyncio.sleep(0.01)
         wall = time.perf_counter() - t0
@@ -115,11 +119,14 @@ def run_ingest(args: argparse.Namespace) -> int:
         url = f"mqtt://127.0.0.1:{port}"
         try:
             raw = None
-            if not args.no_raw:
-                from gateway.root.bench.ingest_raw import raw_ceiling
+            with Progress("bench ingest") as progress:
+                if not args.no_raw:
+                    from gateway.root.bench.ingest_raw import raw_ceiling
 
-                raw = raw_ceiling(url, args.messages, args.readings, args.qos)
-            result = asyncio.run(_ingest(args, url, str(Path(tmp) / "data"), broker.pid))
+                    progress.phase("bench ingest: the raw paho ceiling")
+                    progress.show(None, f"{args.messages:,} messages through the broker, counted only")
+                    raw = raw_ceiling(url, args.messages, args.readings, args.qos)
+                result = asyncio.run(_ingest(args, url, str(Path(tmp) / "data"), broker.pid, progress))
         finally:
             stop_process(broker)
     if raw is not None:

@@ -32,6 +32,7 @@ from gateway.config import parse_config
 from gateway.ingest.intake import Intake
 from gateway.registry import Registry
 from gateway.root.bench.ingest import _proc_cpu
+from gateway.root.progress import Progress
 from simulators.devices import PointDict, minimal_config, modbus_device
 
 if TYPE_CHECKING:
@@ -137,7 +138,8 @@ def _totals(collector: ModbusCollector) -> tuple[dict[str, int], dict[str, int]]
     return polls, sums
 
 
-async def _measure(args: argparse.Namespace, cfg_dict: dict[str, Any], farm_pid: int) -> dict[str, Any]:
+async def _measure(args: argparse.Namespace, cfg_dict: dict[str, Any], farm_pid: int,
+                   progress: Progress) -> dict[str, Any]:
     from collectors.modbus import ModbusCollector
 
     registry = Registry(parse_config(cfg_dict))
@@ -167,11 +169,13 @@ async def _measure(args: argparse.Namespace, cfg_dict: dict[str, Any], farm_pid:
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(c) for c in (collector.run(), drain(), drain_statuses(), watch_lag())]
         try:
-            await asyncio.sleep(args.warmup)
+            progress.phase("bench modbus: warm-up", args.warmup)
+            await progress.asleep(args.warmup, lambda: f"{received[0]:,} readings")
             polls0, sums0 = _totals(collector)
             n0, lag[0] = received[0], 0.0
             cpu0, farm0, t0 = time.process_time(), _proc_cpu(farm_pid), time.perf_counter()
-            await asyncio.sleep(args.seconds)
+            progress.phase("bench modbus: measured window", args.seconds)
+            await progress.asleep(args.seconds, lambda: f"{received[0] - n0:,} readings")
             cpu, farm_cpu = time.process_time() - cpu0, _proc_cpu(farm_pid) - farm0
             wall = time.perf_counter() - t0
             polls1, sums1 = _totals(collector)
@@ -230,7 +234,8 @@ def run_modbus(args: argparse.Namespace) -> int:
         if status != "ready":
             raise RuntimeError(f"the farm process failed: {info}")
         assert farm.pid is not None
-        result = asyncio.run(_measure(args, cfg_dict, farm.pid))
+        with Progress("bench modbus") as progress:
+            result = asyncio.run(_measure(args, cfg_dict, farm.pid, progress))
         result["endpoints"] = info
     finally:
         stop.set()

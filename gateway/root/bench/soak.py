@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import secrets
 import subprocess
@@ -28,6 +27,7 @@ import httpx
 
 from gateway.root.bench.ingest import _proc_cpu
 from gateway.root.bench.modbus import bench_config, raise_nofile_limit, reserve_ports
+from gateway.root.progress import Progress
 from simulators.brokers import free_port, stop_process
 
 BACKLOG_BUDGET_S = 5.0
@@ -161,7 +161,6 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     if args.devices < 1 or args.points < 1 or args.interval <= 0 or args.minutes <= 0 or args.every <= 0:
         raise SystemExit("--devices, --points, --interval, --minutes and --every must be positive")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_nofile_limit()  # inherited by both processes
     with tempfile.TemporaryDirectory(prefix="gridgate-soak-") as tmp:
         root = Path(args.data_dir or tmp)
@@ -207,19 +206,23 @@ def soak(args: argparse.Namespace, gateway: subprocess.Popen, data: Path, api_po
          farm_pid: int) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+                      headers={"Authorization": f"Bearer {token}"}) as http, Progress("bench soak") as progress:
+        progress.phase("bench soak: waiting for the gateway's API")
+        progress.show()
         wait_for_api(http, gateway, log)
+        progress.phase("bench soak", args.minutes * 60)
         t0 = time.monotonic()
         farm0 = _proc_cpu(farm_pid)
         prev = sample(http, gateway.pid, data, None, t0)
         end = t0 + args.minutes * 60
         while (now := time.monotonic()) < end - 1e-3:
-            time.sleep(min(args.every, end - now))
+            progress.sleep(min(args.every, end - now), lambda: f"{len(samples)} samples")
             if gateway.poll() is not None:
                 raise RuntimeError(f"gridgate run exited ({gateway.returncode}); see {log}")
             s = sample(http, gateway.pid, data, prev, t0)
             samples.append({k: v for k, v in s.items() if k not in ("t", "cpu_s")})
             prev = s
+            progress.clear()
             if not args.json:
                 print(f"min {s['minute']:6.2f}  stored {s['stored_per_s']:>7,}/s"
                       f"  evaluated {s['evaluated_per_s']:>7,}/s"

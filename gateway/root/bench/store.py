@@ -25,6 +25,7 @@ import numpy as np
 from gateway.batch import ReadingBatch
 from gateway.config import parse_config
 from gateway.registry import Registry
+from gateway.root.progress import Progress
 from gateway.storage.chunk_tables import LEGACY_SCHEMA
 from gateway.storage.influx import line_protocol, series_prefix
 from gateway.storage.service import Storage
@@ -64,15 +65,18 @@ def make_batches(total: int, size: int, n_sensors: int, t0: int) -> list[Reading
     return out
 
 
-def raw_sqlite(path: Path, batches: list[ReadingBatch]) -> float:
+def raw_sqlite(path: Path, batches: list[ReadingBatch], progress: Progress | None = None) -> float:
+    progress = progress or Progress.silent()
     con = sqlite3.connect(str(path), isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(LEGACY_SCHEMA)
     rows = [list(zip(b.sensor.tolist(), b.ts.tolist(), b.value.tolist(), b.quality.tolist(), strict=True))
             for b in batches]
+    progress.phase("bench store: raw SQLite", len(rows), "batches")
     t = time.perf_counter()
-    for r in rows:
+    for i, r in enumerate(rows):
+        progress.show(i)
         con.execute("BEGIN")
         con.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?)", r)
         con.execute("COMMIT")
@@ -81,16 +85,21 @@ def raw_sqlite(path: Path, batches: list[ReadingBatch]) -> float:
     return sum(len(b) for b in batches) / dt
 
 
-def raw_influx(url: str, db: str, bodies: list[bytes], n: int) -> float:
+def raw_influx(url: str, db: str, bodies: list[bytes], n: int, progress: Progress | None = None) -> float:
+    progress = progress or Progress.silent()
+    progress.phase("bench store: raw InfluxDB /write", len(bodies), "requests")
     with httpx.Client(timeout=60) as http:
         t = time.perf_counter()
-        for body in bodies:
+        for i, body in enumerate(bodies):
+            progress.show(i)
             r = http.post(f"{url}/write", params={"db": db, "precision": "ns"}, content=body)
             r.raise_for_status()
         return n / (time.perf_counter() - t)
 
 
-async def through_outbox(cfg_dict: dict[str, Any], batches: list[ReadingBatch]) -> dict[str, float]:
+async def through_outbox(cfg_dict: dict[str, Any], batches: list[ReadingBatch],
+                         progress: Progress | None = None) -> dict[str, float]:
+    progress = progress or Progress.silent()
     cfg = parse_config(cfg_dict)
     reg = Registry(cfg)
     Path(cfg.gateway.data_dir).mkdir(parents=True, exist_ok=True)
@@ -98,12 +107,15 @@ async def through_outbox(cfg_dict: dict[str, Any], batches: list[ReadingBatch]) 
     total = sum(len(b) for b in batches)
     runner = asyncio.create_task(storage.run())
     done: dict[str, float] = {}
+    progress.phase(f"bench store: the outbox to {' and '.join(storage.drainers)}", total, "readings")
     t = time.perf_counter()
     try:
-        for b in batches:
+        for i, b in enumerate(batches):
+            progress.show(i * len(b), "accepted")
             await storage.accept(b)
         accepted = time.perf_counter() - t
         while len(done) < len(storage.drainers):
+            progress.show(min(d.written for d in storage.drainers.values()), "stored")
             for name, d in storage.drainers.items():
                 if name not in done and d.written >= total:
                     done[name] = time.perf_counter() - t
@@ -121,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = 1_767_225_600 * S
     batches = make_batches(args.readings, args.batch, args.sensors, t0)
     n = args.readings
-    with tempfile.TemporaryDirectory(prefix="gridgate-bench-store-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gridgate-bench-store-") as tmp, Progress("bench store") as progress:
         root = Path(tmp)
         http_port, rpc_port = free_port(), free_port()
         influxd = start_influxd(root / "influxd", http_port, rpc_port)
@@ -137,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
             build_rate = n / (time.perf_counter() - built)
             bodies = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
             del lines
-            sqlite_raw = raw_sqlite(root / "raw.db", batches)
-            influx_raw = raw_influx(url, "raw", bodies, n)
-            alone = asyncio.run(through_outbox(config(args.sensors, str(root / "alone"), None), batches))
-            both = asyncio.run(through_outbox(config(args.sensors, str(root / "both"), url), batches))
+            sqlite_raw = raw_sqlite(root / "raw.db", batches, progress)
+            influx_raw = raw_influx(url, "raw", bodies, n, progress)
+            alone = asyncio.run(through_outbox(config(args.sensors, str(root / "alone"), None), batches, progress))
+            both = asyncio.run(through_outbox(config(args.sensors, str(root / "both"), url), batches, progress))
         finally:
             stop_process(influxd)
     result = {
