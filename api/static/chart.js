@@ -61,12 +61,19 @@ export function trendChart({ points, limits = {}, start, end, marks = [], width 
     const ly = y(limits[key]);
     root.append(svg("line", { x1: pad.l, x2: w - pad.r, y1: ly, y2: ly, class: `limit limit-${key}`,
                               "data-limit": key, "data-value": limits[key] }));
-    root.append(svg("text", { x: w - pad.r - 2, y: ly - 3, "text-anchor": "end", class: `limit-label limit-${key}` },
+    root.append(svg("text", { x: pad.l + 4, y: ly - 3, class: `limit-label limit-${key}` },
                     `${word("level", key)} ${num(limits[key])}`));
   }
+  let taken = -Infinity, row = 0;
   for (const m of marks.filter((m) => m.ts >= start && m.ts <= end)) {
-    root.append(svg("line", { x1: x(m.ts), x2: x(m.ts), y1: pad.t, y2: h - pad.b, class: `mark ${m.cls ?? ""}` }));
-    root.append(svg("text", { x: x(m.ts) + 3, y: pad.t - 4, class: "mark-label" }, m.label));
+    const mx = x(m.ts), wide = m.label.length * 11 + 4;
+    const right = mx + 3 + wide > w;  // near the right edge: the label to the left of its line
+    const from = right ? mx - 3 - wide : mx + 3;
+    row = from < taken ? row + 1 : 0;  // labels that would overlap go one under the other
+    taken = from + wide;
+    root.append(svg("line", { x1: mx, x2: mx, y1: pad.t, y2: h - pad.b, class: `mark ${m.cls ?? ""}` }));
+    root.append(svg("text", { x: right ? mx - 3 : mx + 3, y: pad.t - 4 + row * 13, "text-anchor": right ? "end" : "start",
+                              class: "mark-label" }, m.label));
   }
   let d = "", pen = false;
   for (const p of points) {

@@ -165,6 +165,14 @@ export function limitsOf(sensorId) {
   return out;
 }
 
+/** ``points`` of a sensor's series with its latest value added when the store has not written it yet. */
+export function withLatest(points, sensorId, end) {
+  const s = state.latest.get(sensorId);
+  const last = points.length ? points[points.length - 1].ts : -Infinity;
+  if (!s || s.ts === null || s.value === null || s.ts <= last || s.ts > end) return points;
+  return [...points, { ts: s.ts, value: s.value }];
+}
+
 export function priorityOf(alarm) {
   return state.meta?.priority[alarm.level] ?? "low";
 }

@@ -8,7 +8,7 @@ import { duration, el, levelWord, time, withUnit } from "./format.js";
 import { t, word } from "./i18n.js";
 import {
   acted, actorName, allowed, departmentName, departmentsFor, enterpriseName, gridName, limitsOf, priorityOf,
-  sensorLabel, state, subscribe,
+  sensorLabel, state, subscribe, withLatest,
 } from "./store.js";
 
 const SHELF_MINUTES = [15, 30, 60, 120, 240, 480];
@@ -48,7 +48,8 @@ async function trend(a, box) {
   const data = await api(`/sensors/${ent}/${dev}/${point}/readings?${q}`);
   const marks = [{ ts: a.raised_at, label: t("d.start"), cls: "start" }];
   if (a.cleared_at) marks.push({ ts: a.cleared_at, label: t("d.end"), cls: "end" });
-  const chart = trendChart({ points: data.points, limits: limitsOf(a.sensor_id), start, end: stop, marks,
+  const chart = trendChart({ points: withLatest(data.points, a.sensor_id, stop), limits: limitsOf(a.sensor_id),
+                             start, end: stop, marks,
                              unit: data.unit, width: Math.min(900, box.clientWidth || 340), height: 220 });
   box.replaceChildren(chart, data.points.length ? "" : el("p", { class: "empty" }, t("d.no_readings")));
 }

@@ -7,7 +7,7 @@ import { el, withUnit } from "./format.js";
 import { t, word } from "./i18n.js";
 import {
   actorName, departmentName, deviceName, gridName, limitsOf, pointName, priorityOf, state, subscribe,
-  UNACKED,
+  UNACKED, withLatest,
 } from "./store.js";
 
 const RANGES = { "r.10m": 10 * 60_000, "r.1h": 3_600_000, "r.6h": 6 * 3_600_000, "r.24h": 86_400_000, "r.7d": 7 * 86_400_000 };
@@ -129,7 +129,8 @@ export function enterpriseView(root, entId) {
       const r = await api(`/sensors/${chosen}/readings?${q}`);
       Object.assign(chartBox.dataset, { sensor: chosen, start: Math.round(start), end: Math.round(end) });
       chartBox.replaceChildren(trendChart({
-        points: r.points, limits: limitsOf(chosen), start, end, unit: r.unit, height: 240,
+        points: range.start === null ? withLatest(r.points, chosen, end) : r.points,
+        limits: limitsOf(chosen), start, end, unit: r.unit, height: 240,
         width: Math.min(1100, chartBox.clientWidth || 340),
         onZoom: (a, b) => { range = { span: b - a, start: a, end: b }; drawTrend(); },
       }));

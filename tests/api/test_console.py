@@ -85,6 +85,7 @@ def shot(page: Page, name: str) -> None:
     """A full-page screenshot kept as a test artifact, named by view and viewport width."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     fits(page)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header where it belongs in a full-page picture
     page.screenshot(path=str(ARTIFACTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
 
 
