@@ -90,9 +90,15 @@ def district_config(mqtt_url: str, modbus_ports: list[int], users: list[dict[str
 
 
 def district_scenarios(seed: int = 1) -> dict[str, Scenario]:
-    """What the non-steady devices play (times in seconds since the simulators started)."""
+    """What the non-steady devices play (times in seconds since the simulators started).
+
+    The leak crosses 20 %LEL (high) at about 15 s and 40 %LEL (high-high) at about 21 s, holds 70 %LEL
+    until 70 s and falls back, under high-high again at about 79 s and under high at about 85 s: an
+    unacknowledged high-high alarm stays high-high past both escalation steps (20 s and 40 s after
+    the rise, the demo's ``escalate_after``), and everything is over within the demo's first 90 s.
+    """
     return {
-        LEAK_DEVICE: Scenario("leak", seed=seed, start=10.0, ramp=20.0, hold=10.0, peak=70.0),
+        LEAK_DEVICE: Scenario("leak", seed=seed, start=10.0, ramp=20.0, hold=40.0, peak=70.0),
         SPIKE_DEVICE: Scenario("spike", seed=seed, start=20.0, peak=60.0),
         DROPOUT_DEVICE: Scenario("dropout", seed=seed, start=45.0, hold=30.0,
                                  targets=("temperature", "pressure")),

@@ -113,15 +113,15 @@ def _banner(args: argparse.Namespace, mqtt_url: str, data_dir: Path, sensors: in
     url = f"http://{args.host}:{args.port}"
     lines = [
         f"gridgate demo: {len(ENTERPRISES)} enterprises, {sensors} sensors, 3 grids",
-        f"  console and API  {url}/   (API under {url}/api/v1, docs at {url}/docs)",
+        f"  console and API  {url}/   (API under {url}/api/v1, docs at {url}/api/v1/docs)",
         f"  MQTT broker      {mqtt_url}" + ("" if args.mqtt_url else "  (embedded amqtt)"),
         f"  data             {data_dir}",
         "  logins           admin/admin, officer1/officer1 (grid 1), officer2/officer2, officer3/officer3,"
         " chief/chief (responsible), departments yjj/yjj, fire/fire, scj/scj",
         "  alarms           unacknowledged high-high escalates to chief after 20 s, the lead department after"
         " 40 s; in the console: ack, dispatch, shelve, close",
-        f"  scenario         gas leak at {LEAK_DEVICE} (grid 1) from t=10 s; a spike at t=20 s that the"
-        " on-delay swallows; an MQTT dropout in grid 3 from t=45 s",
+        f"  scenario         gas leak at {LEAK_DEVICE} (grid 1) from t=10 s, high-high from about 21 s to 79 s,"
+        " gone by 86 s; a spike at t=20 s that the on-delay swallows; an MQTT dropout in grid 3 from t=45 s",
     ]
     print("\n".join(lines), flush=True)
     sys.stdout.flush()
