@@ -54,10 +54,11 @@ async function trend(a, box) {
   box.replaceChildren(chart, data.points.length ? "" : el("p", { class: "empty" }, t("d.no_readings")));
 }
 
-function actionForm(cls, title, fields, go, submit, after) {
+/** A form for one action; ``folded`` ones (the less usual) open from their title. */
+function actionForm(cls, title, fields, go, submit, after, folded = false) {
   const error = el("p", { class: "form-error", role: "alert" });
   const button = el("button", { type: "submit" }, go);
-  const form = el("form", { class: `act ${cls}` }, el("h3", {}, title), ...fields, button, error);
+  const form = el("form", { class: `act ${cls}` }, folded ? null : el("h3", {}, title), ...fields, button, error);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     error.textContent = "";
@@ -72,7 +73,7 @@ function actionForm(cls, title, fields, go, submit, after) {
       button.disabled = false;
     }
   });
-  return form;
+  return folded ? el("details", { class: "act-more", dataset: { act: cls.slice(4) } }, el("summary", {}, title), form) : form;
 }
 
 function note(name, placeholder, required = false) {
@@ -96,7 +97,8 @@ function actions(a, after) {
     (f) => post(path("dispatch"), { department: f.department, note: f.note }), after));
   }
   if (can.resolve) forms.push(actionForm("act-resolve", t(dept ? "a.report" : "a.resolve"),
-    [note("note", "a.resolve.note", true)], t("a.resolve.go"), (f) => post(path("resolve"), { note: f.note }), after));
+    [note("note", "a.resolve.note", true)], t("a.resolve.go"), (f) => post(path("resolve"), { note: f.note }), after,
+    !dept));
   if (can.close) forms.push(actionForm("act-close", t("a.close"), [note("note", "a.note.optional")], t("a.close.go"),
     (f) => post(path("close"), { note: f.note }), after));
   if (can.shelve) {
@@ -106,7 +108,7 @@ function actions(a, after) {
       el("input", { name: "reason", required: true, maxlength: 2000, placeholder: t("a.shelve.reason") }),
       el("label", {}, t("a.shelve.for"), " ",
         el("select", { name: "minutes" }, minutes.map((m) => el("option", { value: m, selected: m === 60 }, t(`m.${m}`)))))],
-    t("a.shelve.go"), (f) => post(path("shelve"), { reason: f.reason, minutes: Number(f.minutes) }), after));
+    t("a.shelve.go"), (f) => post(path("shelve"), { reason: f.reason, minutes: Number(f.minutes) }), after, true));
   }
   if (can.unshelve) forms.push(actionForm("act-unshelve", t("a.unshelve"), [note("note", "a.note.optional")],
     t("a.unshelve.go"), (f) => post(path("unshelve"), { note: f.note }), after));

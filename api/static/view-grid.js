@@ -71,12 +71,12 @@ export function enterpriseView(root, entId) {
   const points = devices.flatMap((d) => (d.points ?? []).map((p) => ({ d, p })));
   let chosen = (points.find(({ p }) => p.kind.endsWith("gas")) ?? points[0]);
   chosen = chosen ? `${entId}/${chosen.d.id}/${chosen.p.key}` : null;
-  let range = { span: RANGES["r.1h"], start: null, end: null };  // live when start is null
+  let range = { span: RANGES["r.10m"], start: null, end: null };  // live when start is null
   const chartBox = el("div", { class: "chart-box", id: "ent-trend" });
   const title = el("h2", {});
   const rangeBar = el("div", { class: "range" }, Object.entries(RANGES).map(([k, span]) =>
     el("button", { type: "button", dataset: { span }, onclick: () => { range = { span, start: null, end: null }; drawTrend(); } }, t(k))),
-  el("button", { type: "button", class: "reset", onclick: () => { range = { span: RANGES["r.1h"], start: null, end: null }; drawTrend(); } },
+  el("button", { type: "button", class: "reset", onclick: () => { range = { span: RANGES["r.10m"], start: null, end: null }; drawTrend(); } },
     t("e.reset")));
   root.replaceChildren(
     el("a", { class: "back", href: "#/grids" }, `← ${t("back")}`),
