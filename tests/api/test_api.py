@@ -206,9 +206,11 @@ def test_health_metrics_and_console(server: ApiServer):
     assert r.status_code == 200 and r.json()["gateway"] == "test-gw"
     r = httpx.get(f"{server.base}/metrics", headers=admin)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert 'gridgate_info{gateway="test-gw"} 1' in r.text
-    assert "# TYPE gridgate_readings_evaluated_total counter\ngridgate_readings_evaluated_total 1\n" in r.text
+    assert 'gridgate_info{gateway="test-gw"} 1.0' in r.text
+    assert "# TYPE gridgate_readings_evaluated_total counter\ngridgate_readings_evaluated_total 1.0\n" in r.text
     for path in ("/", "/console"):
         page = httpx.get(f"http://127.0.0.1:{server.port}{path}")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-        assert "/alarms/live" in page.text and "last_event_id" in page.text
+        assert "app.js" in page.text  # the console's modules, served from the package
+    store = httpx.get(f"http://127.0.0.1:{server.port}/static/store.js")
+    assert store.status_code == 200 and "/alarms/live" in store.text and "last_event_id" in store.text

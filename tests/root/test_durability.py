@@ -529,7 +529,7 @@ def test_outbox_quota_reached(rig: Callable[..., Gateway], mosquitto: Mosquitto,
     assert outbox["bytes"] <= outbox["max_bytes"] == 2**20
     assert outbox["readings"] == n - dropped == gw.sink("influxdb")["backlog_readings"]
     metrics = gw.http.get("/metrics", headers={"Authorization": f"Bearer {gw.token}"}).text
-    assert f"gridgate_outbox_dropped_readings_total {dropped}" in metrics.splitlines()
+    assert f"gridgate_outbox_dropped_readings_total {float(dropped)}" in metrics.splitlines()
 
     def loss_alarms() -> list[dict]:
         return [a for a in gw.get("/alarms").json() if a["kind"] == "system" and a["level"] == "data_loss"]
