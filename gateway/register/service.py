@@ -271,3 +271,15 @@ def open_service(data_dir: Path, cfg: Config, *, take_file: bool = False) -> tup
     opened = open_registry(store, cfg, take_file=take_file)
     registry = Registry(opened.config, opened.layout, opened.version)
     return RegisterService(store, registry), registry, opened.note
+
+
+def registry_in_service(cfg: Config, data_dir: str | Path | None = None) -> Registry:
+    """The registry a gateway on ``data_dir`` runs with (its ``registry.db``: what the API and imports
+    changed, retired sensors included), for commands beside it (``export``, ``mqtt-auth``); the
+    file's when there is no registry database yet."""
+    data = Path(data_dir or cfg.gateway.data_dir)
+    if not (data / "registry.db").exists():
+        return Registry(cfg)
+    service, registry, _ = open_service(data, cfg)
+    service.store.close()
+    return registry

@@ -172,21 +172,11 @@ def mosquitto_snippet(written: Written) -> str:
             f"acl_file {written.acl.resolve()}\n")
 
 
-def registry_config(cfg: Config, data_dir: str | None = None) -> Config:
-    """The configuration with the registry in service: the registry database's, when the gateway
-    has one (enterprises added through the API or an import need their logins too)."""
-    from gateway.register.service import open_service
-
-    data = Path(data_dir or cfg.gateway.data_dir)
-    if not (data / "registry.db").exists():
-        return cfg
-    service, registry, _ = open_service(data, cfg)
-    service.store.close()
-    return registry.config
-
-
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    cfg = registry_config(cfg, getattr(args, "data_dir", None))
+    from gateway.register.service import registry_in_service
+
+    # the registry in service: enterprises added through the API or an import need their logins too
+    cfg = registry_in_service(cfg, getattr(args, "data_dir", None)).config
     try:
         written = write_files(cfg, Path(args.out), args.rotate)
     except ValueError as exc:

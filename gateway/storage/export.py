@@ -19,7 +19,7 @@ from typing import TextIO
 from gateway.batch import Quality
 from gateway.config import Config
 from gateway.errors import UnknownSensor
-from gateway.registry import Registry
+from gateway.register.service import registry_in_service
 from gateway.storage import chunk_tables as tables
 from gateway.storage.chunks import Readings, first_of_each
 from gateway.storage.influx import series_prefix
@@ -97,9 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     """``gridgate export`` with the configuration the command line loaded."""
-    registry = Registry(cfg)
+    registry = registry_in_service(cfg, args.data_dir)  # sensors added through the API, retired ones too
     try:
-        info = registry.sensor(args.sensor)
+        info = registry.any_sensor(args.sensor)
         start = parse_time_ns(args.start)
         end = parse_time_ns(args.end) if args.end else int(datetime.now(UTC).timestamp() * 1e9)
     except (UnknownSensor, ValueError) as exc:

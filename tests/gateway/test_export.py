@@ -67,3 +67,27 @@ def test_export_line_protocol_replays_into_influxdb(tmp_path: Path, influxd: Inf
     influxd.create_database("replay")
     assert influxd.write("replay", "\n".join(lines)).status_code == 204
     assert influxd.count("replay", "combustible_gas") == 10
+
+
+def test_export_a_sensor_the_api_added_and_then_retired(tmp_path: Path) -> None:
+    """The export reads the registry in service (registry.db), not only the file's."""
+    import asyncio
+
+    from gateway.config import load_config
+    from gateway.register import edit
+    from gateway.register.service import open_service
+
+    cfg = make_store(tmp_path)
+    service, reg, _ = open_service(tmp_path / "data", load_config(cfg))
+    new = {"enterprise": "hengyuan-chem", "id": "kiln", "protocol": "mqtt",
+           "points": [{"key": "t", "kind": "temperature", "unit": "°C"}]}
+    asyncio.run(service.change(lambda items, r: edit.put(items, "devices", "hengyuan-chem/kiln", new, r["devices"]),
+                               "admin"))
+    store = SqliteStore(tmp_path / "data" / "readings.db", reg)
+    store.write(ReadingBatch.of([reg.sensor_index("hengyuan-chem/kiln/t")], [T0], [812.5]))
+    store.close()
+    asyncio.run(service.change(lambda items, r: edit.retire(items, "devices", "hengyuan-chem/kiln"), "admin"))
+    service.store.close()
+    out = export(cfg, "--sensor", "hengyuan-chem/kiln/t", "--start", "0")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:] == ["2026-01-01T00:00:00.000Z,1767225600000000000,812.5,good"]
