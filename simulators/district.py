@@ -31,6 +31,10 @@ ENTERPRISES = [
     ("xinyu-mining", "新宇矿业", 2, "yjj", [], "mine"),
     ("anping-lpg", "安平液化气站", 2, "scj", ["fire"], "major_hazard"),
 ]
+# what an officer calls when an alarm comes: the enterprise's safety contact (made-up people and
+# numbers)
+CONTACTS = ["刘建国", "陈志强", "王秀英", "李明", "张桂兰", "赵伟", "孙丽", "周平"]
+DEVICE_NAMES = {"gas-ctrl-1": "气体报警控制器", "tank-farm": "储罐区温压监测"}
 LEAK_DEVICE = "hengyuan-chem/gas-ctrl-1"
 SPIKE_DEVICE = "longling-fireworks/gas-ctrl-1"
 DROPOUT_DEVICE = "xinyu-mining/tank-farm"
@@ -57,10 +61,10 @@ def district_config(mqtt_url: str, modbus_ports: list[int], users: list[dict[str
         raise ValueError(f"need {len(ENTERPRISES)} Modbus ports, got {len(modbus_ports)}")
     devices: list[dict[str, Any]] = []
     for (ent, *_), port in zip(ENTERPRISES, modbus_ports, strict=True):
-        devices.append(modbus_device(ent, "gas-ctrl-1", port, _gas_controller_points(),
-                                     interval=1.0, timeout=0.5))
-        devices.append({"enterprise": ent, "id": "tank-farm", "protocol": "mqtt", "stale_after": 10.0,
-                        "points": _tank_farm_points()})
+        devices.append({**modbus_device(ent, "gas-ctrl-1", port, _gas_controller_points(),
+                                        interval=1.0, timeout=0.5), "name": DEVICE_NAMES["gas-ctrl-1"]})
+        devices.append({"enterprise": ent, "id": "tank-farm", "name": DEVICE_NAMES["tank-farm"], "protocol": "mqtt",
+                        "stale_after": 10.0, "points": _tank_farm_points()})
     return {
         "gateway": {"id": "demo", "data_dir": data_dir},
         "mqtt": {"url": mqtt_url, "prefix": "gridgate/v1", "client_id": "gridgate-demo"},
@@ -82,8 +86,9 @@ def district_config(mqtt_url: str, modbus_ports: list[int], users: list[dict[str
         ],
         "enterprises": [
             {"id": ent, "name": name, "grid": GRIDS[g][0], "lead_department": lead,
-             "cooperating_departments": coop, "risk_class": risk}
-            for ent, name, g, lead, coop, risk in ENTERPRISES
+             "cooperating_departments": coop, "risk_class": risk, "contact": CONTACTS[i],
+             "phone": f"0736-55501{i:02d}", "address": f"{GRIDS[g][1].removesuffix('网格')}工业区 {i + 1} 号"}
+            for i, (ent, name, g, lead, coop, risk) in enumerate(ENTERPRISES)
         ],
         "devices": devices,
     }
