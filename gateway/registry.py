@@ -170,13 +170,13 @@ class Registry:
             devices[d_index] = info
             if live is not None:
                 by_id[(dev.enterprise, dev.id)] = info
-                for key, idx in points.items():
-                    sensor_by_id[f"{did}/{key}"] = idx
         for sid, idx in layout.sensors.items():
-            did, _, _ = sid.rpartition("/")
+            did, _, key = sid.rpartition("/")
             d = devices[layout.devices[did]]
             assert d is not None
-            live_sensor = sid in sensor_by_id
+            live_sensor = not d.retired and d.points.get(key) == idx
+            if live_sensor:
+                sensor_by_id[sid] = idx  # the layout's own string: no second copy of 30,000 ids
             sensors[idx] = SensorInfo(idx, sid, d.enterprise, d.id, d.index, d.grid, layout.points[sid],
                                       retired=not live_sensor)
         # Assigned last, each in one step: a thread reading meanwhile sees the old or the new of each.

@@ -11,7 +11,7 @@ file would.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,22 +35,32 @@ def _dump(model: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+def iter_items(cfg: Config) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(section, item)`` of a configuration's registry, one at a time (top-level points inside
+    their device): seeding a large registry never holds all of it as dicts at once."""
+    for section in SECTIONS:
+        if section != "devices":
+            for x in getattr(cfg, section):
+                yield section, _dump(x)
+            continue
+        for dev in cfg.devices:
+            item = _dump(dev)
+            points = []
+            for p in cfg.device_points(dev):
+                d = _dump(p)
+                d.pop("enterprise", None)
+                d.pop("device", None)
+                points.append(d)
+            if points:
+                item["points"] = points
+            yield section, item
+
+
 def items_of(cfg: Config) -> Items:
     """The registry of a configuration as items (top-level points inside their device)."""
-    out: Items = {s: [_dump(x) for x in getattr(cfg, s)] for s in SECTIONS if s != "devices"}
-    devices = []
-    for dev in cfg.devices:
-        item = _dump(dev)
-        points = []
-        for p in cfg.device_points(dev):
-            d = _dump(p)
-            d.pop("enterprise", None)
-            d.pop("device", None)
-            points.append(d)
-        if points:
-            item["points"] = points
-        devices.append(item)
-    out["devices"] = devices
+    out: Items = {s: [] for s in SECTIONS}
+    for section, item in iter_items(cfg):
+        out[section].append(item)
     return out
 
 

@@ -24,7 +24,16 @@ from typing import Any
 from gateway.config import Config
 from gateway.errors import ConfigError, GridgateError
 from gateway.register import edit, imports
-from gateway.register.document import SECTIONS, Items, compose, config_digest, digest, items_of, key_of
+from gateway.register.document import (
+    SECTIONS,
+    Items,
+    compose,
+    config_digest,
+    digest,
+    items_of,
+    iter_items,
+    key_of,
+)
 from gateway.register.edit import Plan
 from gateway.register.store import Edit, RegisterStore, VersionConflict
 from gateway.registry import Change, Layout, Registry
@@ -66,10 +75,9 @@ def open_registry(store: RegisterStore, cfg: Config, *, take_file: bool = False)
     validated configuration is used as it is, and nothing of the registry is copied."""
     file_digest = config_digest(cfg)
     if store.version == 0:
-        wanted = items_of(cfg)
         layout = Layout()
         layout.assign(cfg)
-        edits = [Edit(s, key_of(s, it), "create", None, it) for s in SECTIONS for it in wanted[s]]
+        edits = (Edit(s, key_of(s, it), "create", None, it) for s, it in iter_items(cfg))  # one at a time
         version = store.commit(edits, layout, layout.devices, FILE, _now_ms(), "seeded from the configuration file",
                                from_file=file_digest, items_digest=file_digest)
         return Opened(cfg, layout, version, "seeded from the configuration file")

@@ -16,7 +16,7 @@ A change is one SQLite transaction: items, numbers, audit and version together o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class RegisterStore:
                     layout.points[sid] = Point.model_validate(orjson.loads(point), context={"points": memo})
         return layout
 
-    def commit(self, edits: Sequence[Edit], layout: Layout, devices: Iterable[str], actor: str, now_ms: int,
+    def commit(self, edits: Iterable[Edit], layout: Layout, devices: Iterable[str], actor: str, now_ms: int,
                note: str = "", *, from_file: str | None = None, expect: int | None = None,
                items_digest: str | None = None) -> int:
         """Write ``edits`` with the numbers of ``devices`` (and their sensors) from ``layout``, audited,
@@ -158,7 +158,9 @@ class RegisterStore:
                 if expect is not None and version != expect + 1:
                     raise VersionConflict(f"the registry is at version {version - 1} now, not {expect}: "
                                           "it was changed meanwhile (another gateway command?); try again")
+                wrote = 0
                 for e in edits:
+                    wrote += 1
                     if e.action == "retire":
                         db.execute("UPDATE items SET retired_at = ?, changed_at = ?, version = ? WHERE section = ?"
                                    " AND key = ?", (now_ms, now_ms, version, e.section, e.key))
@@ -187,7 +189,7 @@ class RegisterStore:
                 if from_file is not None:
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('file_digest', ?)", (from_file,))
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('edited', '0')")
-                elif edits:
+                elif wrote:
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('edited', '1')")
                 db.execute("COMMIT")
             except BaseException:
