@@ -62,6 +62,13 @@ class VersionConflict(GridgateError):
     """The registry database moved on since a change was planned."""
 
 
+def _point_json(point: Point, dumped: dict[int, str]) -> str:
+    key = id(point)
+    if key not in dumped:
+        dumped[key] = point.model_dump_json(by_alias=True, exclude_unset=True)
+    return dumped[key]
+
+
 def _json(value: object) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -177,13 +184,15 @@ class RegisterStore:
                                " VALUES (?,?,?,?,?,?,?,?,?)",
                                (now_ms, actor, version, e.section, e.key, e.action, _json(e.old), _json(e.new), note))
                 touched = set(devices)
+                # rows made as they are written (a seed of 30,000 sensors never holds them all at once)
                 db.executemany("INSERT OR REPLACE INTO devices (idx, device_id, body) VALUES (?, ?, ?)",
-                               [(layout.devices[did], did,
+                               ((layout.devices[did], did,
                                  layout.device_configs[did].model_dump_json(by_alias=True, exclude_unset=True))
-                                for did in touched])
+                                for did in touched))
+                dumped: dict[int, str] = {}  # equal points share one object, and one dump
                 db.executemany("INSERT OR REPLACE INTO sensors (idx, sensor_id, point) VALUES (?, ?, ?)",
-                               [(idx, sid, layout.points[sid].model_dump_json(by_alias=True, exclude_unset=True))
-                                for sid, idx in layout.sensors.items() if sid.rpartition("/")[0] in touched])
+                               ((idx, sid, _point_json(layout.points[sid], dumped))
+                                for sid, idx in layout.sensors.items() if sid.rpartition("/")[0] in touched))
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)", (str(version),))
                 if items_digest is not None:
                     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('items_digest', ?)", (items_digest,))
