@@ -243,7 +243,9 @@ class RegisterService:
             return await self._reload()
 
     async def _reload(self) -> Change | None:
-        version = await asyncio.to_thread(lambda: self.store.version)
+        # one row of a WAL database: read on the loop (a worker thread for it every 2 s would make
+        # the default executor's threads, and their memory arenas, live in an idle gateway)
+        version = self.store.version
         if version == self.registry.version:
             return None
         items = await asyncio.to_thread(self.store.items)
@@ -264,9 +266,10 @@ class RegisterService:
         while True:
             await asyncio.sleep(period)
             try:
-                await self.reload()
+                if self.store.version != self.registry.version:
+                    await self.reload()
             except Exception as exc:  # an invalid registry.db must not stop the gateway: it runs on with what it has
-                version = await asyncio.to_thread(lambda: self.store.version)
+                version = self.store.version
                 if version != refused:  # said once per version
                     refused = version
                     log.error("registry.db version %d cannot be taken; running on with version %d: %s", version,
