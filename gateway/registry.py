@@ -157,7 +157,6 @@ class Registry:
         devices: list[DeviceInfo | None] = [None] * len(layout.devices)
         sensors: list[SensorInfo | None] = [None] * len(layout.sensors)
         by_id: dict[tuple[str, str], DeviceInfo] = {}
-        sensor_by_id: dict[str, int] = {}
         for did, d_index in layout.devices.items():
             live = live_devices.get(did)
             dev = live if live is not None else layout.device_configs[did]
@@ -175,8 +174,6 @@ class Registry:
             d = devices[layout.devices[did]]
             assert d is not None
             live_sensor = not d.retired and d.points.get(key) == idx
-            if live_sensor:
-                sensor_by_id[sid] = idx  # the layout's own string: no second copy of 30,000 ids
             sensors[idx] = SensorInfo(idx, sid, d.enterprise, d.id, d.index, d.grid, layout.points[sid],
                                       retired=not live_sensor)
         # Assigned last, each in one step: a thread reading meanwhile sees the old or the new of each.
@@ -189,14 +186,13 @@ class Registry:
         self.sensors: list[SensorInfo] = sensors  # type: ignore[assignment]  # every number is filled
         self.devices: list[DeviceInfo] = devices  # type: ignore[assignment]
         self.devices_by_id: dict[tuple[str, str], DeviceInfo] = by_id
-        self._sensor_by_id: dict[str, int] = sensor_by_id
 
     def update(self, cfg: Config, version: int, actor: str = "gateway") -> Change:
         """Take ``cfg`` as the registry from now on, tell the listeners, and return what changed."""
         old_cfg = self.config
         old_devices = {d.device_id: d for d in self.devices if not d.retired}
         old_grids = {e.id: e.grid for e in self.enterprises.values()}
-        old_sensors = set(self._sensor_by_id.values())
+        old_sensors = {s.index for s in self.sensors if not s.retired}
         self._build(cfg)
         self.version = version
         now_devices = {d.device_id: d for d in self.devices if not d.retired}
@@ -209,7 +205,7 @@ class Registry:
             added_devices=frozenset(now_devices.keys() - old_devices.keys()),
             changed_devices=changed,
             retired_devices=frozenset(old_devices.keys() - now_devices.keys()),
-            retired_sensors=frozenset(old_sensors - set(self._sensor_by_id.values())),
+            retired_sensors=frozenset(old_sensors - {s.index for s in self.sensors if not s.retired}),
             retired_enterprises=frozenset(old_grids.keys() - self.enterprises.keys()),
             moved={e: (g, self.enterprises[e].grid) for e, g in old_grids.items()
                    if e in self.enterprises and self.enterprises[e].grid != g},
@@ -230,10 +226,13 @@ class Registry:
         return len(self.sensors)
 
     def sensor_index(self, sensor_id: str) -> int:
-        try:
-            return self._sensor_by_id[sensor_id]
-        except KeyError:
-            raise UnknownSensor(f"unknown sensor {sensor_id!r}") from None
+        # the layout numbers every sensor ever registered (no second table of 30,000 ids): in service
+        # is what is numbered, built already (a change may be under way) and not retired
+        sensors = self.sensors
+        idx = self.layout.sensors.get(sensor_id)
+        if idx is None or idx >= len(sensors) or sensors[idx].retired:
+            raise UnknownSensor(f"unknown sensor {sensor_id!r}")
+        return idx
 
     def sensor(self, sensor_id: str) -> SensorInfo:
         return self.sensors[self.sensor_index(sensor_id)]

@@ -3,8 +3,11 @@ forgotten. Pure: Registry.update and Detector.reconfigure, no database."""
 
 from __future__ import annotations
 
+import pytest
+
 from alerts.detector import PROCESS, Detector
 from gateway.batch import ReadingBatch
+from gateway.errors import UnknownSensor
 from gateway.registry import Registry
 from tests.helpers import CH4, district, mqtt_device
 
@@ -37,7 +40,10 @@ def test_numbers_state_and_limits_follow_a_change() -> None:
     assert {reg.sensors[i].sensor_id for i in change.retired_sensors} == {"e1/d1/t1", "e2/d2/ch4"}
     assert {k: reg.layout.sensors[k] for k in numbers} == numbers  # nobody's number moved
     assert reg.layout.sensors["e1/d3/ch4"] == len(numbers)  # a new number after the highest
-    assert reg.sensors[numbers["e2/d2/ch4"]].retired and "e2/d2/ch4" not in reg._sensor_by_id
+    assert reg.sensors[numbers["e2/d2/ch4"]].retired
+    with pytest.raises(UnknownSensor):
+        reg.sensor_index("e2/d2/ch4")  # retired: known by number only
+    assert reg.any_sensor("e2/d2/ch4").retired
 
     # the alarm of e1/d1/ch4 went on (no new raise at 15 %LEL): it rises to high-high at 25
     assert levels(det, reg, {"e1/d1/ch4": 25.0}, 11 * S) == [("e1/d1/ch4", PROCESS, 1, 2)]
