@@ -437,7 +437,10 @@ def test_influxdb_killed_for_20s_and_restarted(rig: Callable[..., Gateway], mosq
     # SQLite kept up: it stored (almost) everything published during the outage
     published = acked_at_restart - acked_at_kill
     assert sqlite_at_restart - sqlite_at_kill >= 0.9 * published, (sqlite_at_kill, sqlite_at_restart, published)
-    assert sqlite_at_restart >= acked_at_restart - 3000
+    # ... and is not behind: within 2 s of the publisher (3,000 readings/s). The sink commits in
+    # groups, so its lag at an instant is up to about a second and a bit (the soak sees up to 1.3 s);
+    # a sink held up by the outage would be 20 s (60,000 readings) behind.
+    assert sqlite_at_restart >= acked_at_restart - 2 * 3000, (sqlite_at_restart, acked_at_restart)
     print(f"influx outage: {published} readings published, SQLite +{sqlite_at_restart - sqlite_at_kill},"
           f" InfluxDB backlog {during['backlog_readings']}, {during['failures']} failed writes")
 
