@@ -115,7 +115,6 @@ class RegisterService:
         self._items: Items | None = None  # read from the database when first needed
         self.retired: dict[str, set[str]] = {s: {key_of(s, b) for b, _ in store.retired(s)} for s in SECTIONS}
         self._lock = asyncio.Lock()
-        self.changes = 0
 
     @property
     def version(self) -> int:
@@ -160,27 +159,32 @@ class RegisterService:
             if not plan.edits:
                 return plan, None
             cfg = await asyncio.to_thread(compose, self.registry.config, plan.items)
-            layout = self.registry.layout.copy()
-            layout.assign(cfg)
-            devices = {e.key for e in plan.edits if e.section == "devices"}
             try:
-                version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(),
-                                                  note, expect=self.registry.version, items_digest=digest(plan.items))
+                version = await self._commit(plan, cfg, actor, note)
             except VersionConflict:
                 await self._reload()  # another process (gridgate import) changed it: take that, then refuse
                 raise
-            self._items = plan.items
-            for e in plan.edits:
-                if e.action == "retire":
-                    self.retired[e.section].add(e.key)
-            self.registry.layout = layout
             change = self.registry.update(cfg, version, actor)
-            self.changes += 1
             log.info("registry version %d by %s: %s", version, actor,
                      ", ".join(f"{e.action} {e.section} {e.key}" for e in plan.edits[:10])
                      + (f" and {len(plan.edits) - 10} more" if len(plan.edits) > 10 else ""))
             return plan, change
 
+    async def _commit(self, plan: Plan, built: Config, actor: str, note: str, from_file: str | None = None) -> int:
+        """Commit ``plan`` (whose registry ``built`` is) with the numbers of its devices, on the
+        version the service holds, and keep its items and retired ids: the registry is updated next."""
+        layout = self.registry.layout.copy()
+        layout.assign(built)
+        devices = {e.key for e in plan.edits if e.section == "devices"}
+        version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, actor, _now_ms(), note,
+                                          from_file=from_file, expect=self.registry.version,
+                                          items_digest=digest(plan.items))
+        self._items = plan.items
+        for e in plan.edits:
+            if e.action == "retire":
+                self.retired[e.section].add(e.key)
+        self.registry.layout = layout
+        return version
 
     async def import_registers(self, files: list[tuple[bytes, str]], actor: str, *, dry_run: bool = False,
                                check: Callable[[Plan], None] | None = None) -> imports.ImportResult:
@@ -222,17 +226,7 @@ class RegisterService:
             built = await asyncio.to_thread(compose, base, plan.items) if plan.edits else base
             version = self.registry.version
             if file_changed:
-                layout = self.registry.layout.copy()
-                layout.assign(built)
-                devices = {e.key for e in plan.edits if e.section == "devices"}
-                version = await asyncio.to_thread(self.store.commit, plan.edits, layout, devices, FILE, _now_ms(),
-                                                  "the configuration file was reloaded", from_file=file_digest,
-                                                  expect=self.registry.version, items_digest=digest(plan.items))
-                self._items = plan.items
-                for e in plan.edits:
-                    if e.action == "retire":
-                        self.retired[e.section].add(e.key)
-                self.registry.layout = layout
+                version = await self._commit(plan, built, FILE, "the configuration file was reloaded", file_digest)
             self.registry.update(built, version, FILE)
             alarms = "[alarms] changed" if cfg.alarms != now.alarms else "[alarms] unchanged"
             return f"{alarms}; {len(plan.edits)} registry changes; registry version {version}"
