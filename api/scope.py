@@ -23,6 +23,7 @@ from api.auth import CurrentUser
 from api.deps import GatewayDep
 from gateway.config import User
 from gateway.errors import RegistryError
+from gateway.register.policy import sees
 from gateway.registry import Registry
 
 
@@ -81,22 +82,14 @@ class Scope:
 
 
 def scope_of(registry: Registry, user: User) -> Scope:
-    """The scope of a login under the current registry."""
-    if user.role == "admin":
+    """The scope of a login under the current registry (what it sees: :func:`gateway.register.policy.sees`)."""
+    enterprises, grids = sees(registry, user)
+    if enterprises is None or grids is None:
         return Scope(None, None)
-    if user.role in ("supervisor", "officer"):
-        if user.role == "supervisor":
-            grids = registry.grids_in_area(user.area) if user.area else set()
-        else:
-            grids = registry.grids_of_officer(user.officer) if user.officer else set()
-        return Scope(frozenset(registry.enterprises_in_grids(grids)), frozenset(grids), frozenset(grids))
-    if user.role == "department":
-        ents = registry.enterprises_of_department(user.department or "")
-        return Scope(frozenset(ents), frozenset(registry.enterprises[e].grid for e in ents),
-                     department=user.department)
-    else:  # enterprise
-        ents = {user.enterprise} if user.enterprise in registry.enterprises else set()
-    return Scope(frozenset(ents), frozenset(registry.enterprises[e].grid for e in ents))
+    if user.role in ("supervisor", "officer"):  # the enterprise-less alarms of their grids too
+        return Scope(frozenset(enterprises), frozenset(grids), frozenset(grids))
+    return Scope(frozenset(enterprises), frozenset(grids),
+                 department=user.department if user.role == "department" else None)
 
 
 def caller_scope(gateway: GatewayDep, user: CurrentUser) -> Scope:

@@ -21,8 +21,11 @@ from gateway.register.edit import GAS_KINDS, EditRefused, Plan, loosened
 from gateway.registry import Registry
 
 
-def _scope(registry: Registry, user: User) -> tuple[set[str] | None, set[str] | None]:
-    """The enterprises and grids a login sees (None: all)."""
+def sees(registry: Registry, user: User) -> tuple[set[str] | None, set[str] | None]:
+    """The enterprises and grids a login sees (None: all), under the registry as it is now: an admin
+    everything; a supervisor the grids under its area and their enterprises; an officer the grids it
+    serves (or is responsible for) and theirs; a department the enterprises where it is lead or
+    cooperating, an enterprise itself, and the grids of those enterprises."""
     if user.role == "admin":
         return None, None
     if user.role == "supervisor":
@@ -40,7 +43,7 @@ def _scope(registry: Registry, user: User) -> tuple[set[str] | None, set[str] | 
 
 def visible(registry: Registry, user: User, section: str, item: dict[str, Any]) -> bool:
     """Whether ``user`` sees ``item`` of ``section`` (as stored: retired items too)."""
-    enterprises, grids = _scope(registry, user)
+    enterprises, grids = sees(registry, user)
     if enterprises is None or grids is None or section == "departments":
         return True
     if section == "grids":
@@ -66,7 +69,7 @@ def may_write(user: User, section: str) -> bool:
 def could_see(registry: Registry, user: User, section: str, item: dict[str, Any]) -> bool:
     """Whether ``user`` would see a new ``item`` once made: it lies in the login's scope (a new
     enterprise in a grid it sees, a new device of an enterprise it sees)."""
-    enterprises, grids = _scope(registry, user)
+    enterprises, grids = sees(registry, user)
     if enterprises is None or grids is None or section in ("departments", "officers"):
         return True
     if section == "grids":
