@@ -1,21 +1,25 @@
-"""Real peers for tests: free ports, a Mosquitto broker in a temporary folder, a serial line (pty pair).
+"""Real peers for tests: free ports, a Mosquitto broker in a temporary folder, a serial line (pty pair),
+a pymodbus device farm in a thread of its own.
 
 A missing binary fails the test with what to install; it never skips.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from simulators.brokers import free_port, start_mosquitto, stop_process, wait_port
 
-__all__ = ["free_port", "wait_port", "need_binary", "Mosquitto", "SerialLine"]
+__all__ = ["free_port", "wait_port", "need_binary", "Mosquitto", "SerialLine", "ThreadedFarm"]
 
 
 def need_binary(name: str, package: str) -> str:
@@ -82,3 +86,38 @@ class SerialLine:
     def stop(self) -> None:
         stop_process(self.proc)
         self.proc = None
+
+
+class ThreadedFarm:
+    """``with ThreadedFarm(config):`` a pymodbus farm (:class:`simulators.modbus_farm.ModbusFarm`)
+    serving the Modbus devices of ``config`` (a configuration dict) from its own thread and loop,
+    beside a gateway running in another."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from gateway.config import parse_config
+        from gateway.registry import Registry
+
+        self.registry = Registry(parse_config(config))
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+
+    async def _main(self) -> None:
+        from simulators.modbus_farm import ModbusFarm
+
+        self.loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        async with ModbusFarm(self.registry):
+            self.ready.set()
+            await self.stop_event.wait()
+
+    def __enter__(self) -> ThreadedFarm:
+        self.thread.start()
+        assert self.ready.wait(10), "the Modbus farm did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.loop is not None and self.stop_event is not None
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(10)

@@ -6,8 +6,6 @@ through a real broker, a real Modbus farm and a real webhook receiver.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from api.routes.metrics import UNDESCRIBED, exposition
-from gateway.config import parse_config
-from gateway.registry import Registry
 from simulators.devices import gas_detector_points, minimal_config, modbus_device
-from simulators.modbus_farm import ModbusFarm
 from tests.helpers import wait_for
-from tests.peers import Mosquitto, free_port
+from tests.peers import Mosquitto, ThreadedFarm, free_port
 from tests.receiver import Receiver
 from tests.server import ApiServer, make_config
 
@@ -120,34 +115,6 @@ def test_exposition_types_every_family_and_labels_devices_and_sinks() -> None:
         assert fams[name].type == kind, name
 
 
-class Farm:
-    """A pymodbus farm in its own thread serving the devices of ``config``."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.registry = Registry(parse_config(config))
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.stop_event = asyncio.Event()
-        async with ModbusFarm(self.registry):
-            self.ready.set()
-            await self.stop_event.wait()
-
-    def __enter__(self) -> Farm:
-        self.thread.start()
-        assert self.ready.wait(10), "the Modbus farm did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.loop is not None and self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(10)
-
-
 @pytest.fixture
 def traffic(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[ApiServer, Receiver]]:
     """A gateway with MQTT and Modbus collectors, a webhook notifier, and the metrics token."""
@@ -161,7 +128,7 @@ def traffic(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[ApiServer, R
     cfg["devices"] = [*cfg["devices"], live, dead]
     cfg["notifiers"] = [{"type": "webhook", "name": "hook", "url": hook.url, "format": "json", "secret": "hook-secret"}]
     try:
-        with Farm(minimal_config([live])), ApiServer(tmp_path / "gw", cfg, collectors=True) as server:
+        with ThreadedFarm(minimal_config([live])), ApiServer(tmp_path / "gw", cfg, collectors=True) as server:
             yield server, hook
     finally:
         hook.stop()

@@ -18,15 +18,20 @@ S = 1_000_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
 
 
-def make_store(tmp_path: Path) -> Path:
+def example_store(tmp_path: Path) -> tuple[Path, Registry, SqliteStore]:
+    """The example configuration with its data in ``tmp_path/data``, its registry and an empty store."""
+    from gateway.config import load_config
+
     cfg = tmp_path / "gridgate.toml"
     text = (ROOT / "gridgate.example.toml").read_text(encoding="utf-8")
     cfg.write_text(text.replace('data_dir = "data"', f'data_dir = "{tmp_path / "data"}"'), encoding="utf-8")
-    from gateway.config import load_config
-
     reg = Registry(load_config(cfg))
     (tmp_path / "data").mkdir()
-    store = SqliteStore(tmp_path / "data" / "readings.db", reg)
+    return cfg, reg, SqliteStore(tmp_path / "data" / "readings.db", reg)
+
+
+def make_store(tmp_path: Path) -> Path:
+    cfg, reg, store = example_store(tmp_path)
     idx = reg.sensor_index("hengyuan-chem/gas-ctrl-1/ch4")
     other = reg.sensor_index("hengyuan-chem/tank-farm/t1")
     q = [Quality.GOOD] * 9 + [Quality.FAULT]

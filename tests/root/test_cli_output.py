@@ -129,16 +129,9 @@ def test_the_progress_line_is_rewritten_in_place_throttled_and_only_on_a_termina
 
 def make_store(tmp_path: Path, n: int) -> Path:
     from gateway.batch import ReadingBatch
-    from gateway.config import load_config
-    from gateway.registry import Registry
-    from gateway.storage.sqlite_store import SqliteStore
+    from tests.gateway.test_export import example_store
 
-    cfg = tmp_path / "gridgate.toml"
-    text = (ROOT / "gridgate.example.toml").read_text(encoding="utf-8")
-    cfg.write_text(text.replace('data_dir = "data"', f'data_dir = "{tmp_path / "data"}"'), encoding="utf-8")
-    reg = Registry(load_config(cfg))
-    (tmp_path / "data").mkdir()
-    store = SqliteStore(tmp_path / "data" / "readings.db", reg)
+    cfg, reg, store = example_store(tmp_path)
     t0 = 1_767_225_600 * 10**9
     store.write(ReadingBatch.of([reg.sensor_index(SENSOR)] * n, [t0 + i * 10**9 for i in range(n)],
                                 [float(i % 50) for i in range(n)]))

@@ -7,9 +7,7 @@ receive events before and after; every change is in the audit trail; a restart k
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
-from gateway.registry import Registry
 from simulators.devices import gas_detector_points, modbus_device
-from simulators.modbus_farm import ModbusFarm
 from tests.helpers import wait_for
-from tests.peers import free_port
+from tests.peers import ThreadedFarm, free_port
 from tests.server import G1, G2, HASHES, LOGINS, ApiServer
 
 NEW = "hengyuan/gas-2"
@@ -43,35 +39,6 @@ def base_config(shimen_port: int) -> dict[str, Any]:
                         {"id": "shimen", "name": "石门建材", "grid": G2, "lead_department": "market"}],
         "devices": [modbus_device("shimen", "gas", shimen_port, gas_detector_points(), interval=0.5, timeout=0.3)],
     }
-
-
-class Farm:
-    """A pymodbus farm in its own thread serving shimen/gas and the device the test will put."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.registry = Registry(parse_config(config))
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.stop_event = asyncio.Event()
-        async with ModbusFarm(self.registry) as farm:
-            self.farm = farm
-            self.ready.set()
-            await self.stop_event.wait()
-
-    def __enter__(self) -> Farm:
-        self.thread.start()
-        assert self.ready.wait(10), "the Modbus farm did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.loop is not None and self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(10)
 
 
 def stream(server: ApiServer, user: str) -> ClientConnection:
@@ -109,7 +76,7 @@ def live(tmp_path: Path):
     config = base_config(shimen_port)
     new_device = modbus_device("hengyuan", "gas-2", new_port, gas_detector_points(), interval=0.5, timeout=0.3)
     farm_config = {**config, "devices": [*config["devices"], new_device]}
-    with Farm(farm_config), ApiServer(tmp_path / "data", config, collectors=True) as server:
+    with ThreadedFarm(farm_config), ApiServer(tmp_path / "data", config, collectors=True) as server:
         yield server, config, new_device
 
 
